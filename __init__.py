@@ -1,0 +1,187 @@
+"""vdisc: find moments in long videos.
+
+The public Python API (what notebooks use, and what the CLI wraps)::
+
+    from vdisc import Library
+    lib = Library()                    # ~/.vdisc, or VDISC_HOME, or Library("path")
+    lib.index("movie.mp4")             # -> [IndexReport]
+    lib.search("moon falling").hits    # -> ranked moments with start/end seconds
+
+Importing vdisc is cheap: models, torch and FAISS load on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from pydantic import BaseModel
+
+from vdisc.config import Settings
+from vdisc.errors import ConfigError, DecodeError, LibraryError, ModelUnavailable, VdiscError
+
+if TYPE_CHECKING:
+    from vdisc.index.pipeline import IndexReport, ProgressFn
+    from vdisc.index.store import Store
+    from vdisc.tools.search import SearchResult
+
+__version__ = "0.1.0"
+__all__ = [
+    "Library",
+    "Settings",
+    "VideoEntry",
+    "VdiscError",
+    "ConfigError",
+    "DecodeError",
+    "LibraryError",
+    "ModelUnavailable",
+    "__version__",
+]
+
+
+class VideoEntry(BaseModel):
+    """One indexed video, as ``Library.videos()`` and ``vdisc ls`` show it."""
+
+    id: int
+    name: str
+    path: str
+    duration: float
+    clips: int
+    scenes: int
+    channels: list[str]
+    status: str
+    indexed_at: str
+
+
+class Library:
+    """A video library on disk: index videos into it, search it.
+
+    ``path`` (or ``settings.home``) is the library directory; other keyword
+    arguments override settings (``device="cpu"``, ``models={"asr": "none"}``).
+    ``notify`` receives one-line notices (a model role that is off, say);
+    ``progress`` receives ``Progress`` events while indexing.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        notify: Callable[[str], None] | None = None,
+        progress: "ProgressFn | None" = None,
+        **overrides: Any,
+    ) -> None:
+        if settings is None:
+            settings = Settings.load(home=path, **overrides)
+        elif path is not None or overrides:
+            settings = settings.model_copy(update={"home": Path(path).expanduser() if path else settings.home,
+                                                   **{k: v for k, v in overrides.items() if v is not None}})
+        settings.apply_environment()
+        self.settings = settings
+        self.notify = notify
+        self.progress = progress
+        self._store: Store | None = None
+        self._registry: Any = None
+
+    def __repr__(self) -> str:
+        return f"Library({str(self.settings.home)!r})"
+
+    @property
+    def path(self) -> Path:
+        return self.settings.home
+
+    @property
+    def store(self) -> "Store":
+        """The library's store, created on first use."""
+        return self._open_store(create=True)
+
+    @property
+    def registry(self) -> Any:
+        """The model registry (``vdisc.index.models.Registry``) this library uses."""
+        if self._registry is None:
+            from vdisc.index.models import Registry
+
+            self._registry = Registry(self.settings, notify=self.notify)
+        return self._registry
+
+    def index(self, *paths: str | Path, force: bool = False) -> list["IndexReport"]:
+        """Index video files (folders are walked recursively); one report per file.
+
+        Unchanged files already in the library are skipped unless ``force``.
+        A file that cannot be read yields a report with status "failed" and
+        the reason; the others are still indexed.
+        """
+        from vdisc.index.pipeline import Indexer, expand_paths
+
+        if not paths:
+            raise ConfigError("give at least one video file or folder to index")
+        files = expand_paths(list(paths))
+        if not files:
+            raise DecodeError(f"no video files found in {', '.join(map(str, paths))}")
+        indexer = Indexer(self.settings, self.store, self.registry, self.progress)
+        return [indexer.index(f, force=force) for f in files]
+
+    def search(
+        self,
+        query: str,
+        *,
+        top_k: int = 10,
+        video: str | int | None = None,
+        level: str | None = None,
+        modality: str | None = None,
+    ) -> "SearchResult":
+        """Ranked moments for ``query`` across all videos (or one ``video``)."""
+        from vdisc.tools.search import search
+
+        return search(self._existing_store(), self.registry, query, top_k=top_k, video=video, level=level,
+                      modality=modality)
+
+    def videos(self) -> list[VideoEntry]:
+        """The indexed videos, oldest first."""
+        from sqlalchemy import func, select
+
+        from vdisc.index.store import Clip, Scene, Video
+
+        store = self._existing_store()
+        with store.session() as s:
+            clips = dict(s.execute(select(Clip.video_id, func.count()).group_by(Clip.video_id)).all())
+            scenes = dict(s.execute(select(Scene.video_id, func.count()).group_by(Scene.video_id)).all())
+            return [
+                VideoEntry(id=v.id, name=v.name, path=v.path, duration=v.duration, clips=clips.get(v.id, 0),
+                           scenes=scenes.get(v.id, 0), channels=list(v.channels), status=v.status,
+                           indexed_at=v.indexed_at)
+                for v in s.scalars(select(Video).order_by(Video.id))
+            ]
+
+    def info(self, load_models: bool = False) -> dict[str, Any]:
+        """Library path, schema, counts, decoder backends, device and model roles."""
+        from vdisc.index import decode
+
+        out: dict[str, Any] = {
+            "version": __version__,
+            "library": str(self.settings.home),
+            "exists": self.settings.db_path.exists(),
+            "device": self.settings.device,
+            "decoders": decode.available_backends(),
+            "models": self.registry.status(load=load_models),
+        }
+        if load_models:
+            out["device"] = self.registry.device
+        if out["exists"]:
+            out["schema_version"] = self.store.schema_version
+            out["counts"] = self.store.counts()
+            out["vectors"] = {f"{ix.level}.{ix.modality}": {"count": len(ix), "model": ix.model_key}
+                              for ix in self.store.vector_indexes()}
+        return out
+
+    def _existing_store(self) -> "Store":
+        """The store, or LibraryError if nothing was ever indexed here (reading never creates one)."""
+        return self._open_store(create=False)
+
+    def _open_store(self, create: bool) -> "Store":
+        if self._store is None:
+            from vdisc.index.store import Store
+
+            # faiss-gpu is used only if it is installed and sees a GPU; "auto" lets it try
+            self._store = Store(self.settings.home, create=create, gpu=self.settings.device != "cpu")
+        return self._store

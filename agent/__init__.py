@@ -1,0 +1,1 @@
+"""The question-answering planner loop (LangGraph) and its Answer; arrives with `vdisc ask`."""

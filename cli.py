@@ -1,0 +1,275 @@
+"""The `vdisc` command: a thin Typer shell over ``vdisc.Library``.
+
+It parses flags, calls the API, prints, and turns library errors into one
+line on stderr with a non-zero exit (``VDISC_DEBUG=1`` shows tracebacks).
+Nothing heavy is imported until a command runs, so ``vdisc --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+app = typer.Typer(
+    name="vdisc",
+    help="Find moments in long videos: index them, then search.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
+
+LibraryOpt = typer.Option(None, "--library", "-L", help="Library directory [env VDISC_HOME; default ~/.vdisc]")
+DeviceOpt = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N [env VDISC_DEVICE]")
+OfflineOpt = typer.Option(None, "--offline/--online", help="Never contact the Hugging Face hub [env VDISC_OFFLINE]")
+JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table")
+VisualOpt = typer.Option(None, "--visual-model", help="open_clip NAME@TAG, hf-hub:org/x, a directory, or none")
+TextOpt = typer.Option(None, "--text-model", help="sentence-transformers name, hf-hub:org/x, a directory, or none")
+AsrOpt = typer.Option(None, "--asr-model", help="Whisper size (tiny.en, small, ...), a directory, or none")
+OcrOpt = typer.Option(None, "--ocr-model", help="rapidocr or none")
+CaptionOpt = typer.Option(None, "--caption-model", help="auto | none | hf:<model id> | openai:<model>")
+
+
+def _err(message: str) -> None:
+    typer.echo(f"vdisc: {message}", err=True)
+
+
+def _cli_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Map errors to one line and an exit code; VDISC_DEBUG=1 re-raises."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from vdisc.errors import VdiscError
+
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the edge: everything becomes one line
+            if os.environ.get("VDISC_DEBUG"):
+                raise
+            if isinstance(exc, VdiscError):
+                _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                raise typer.Exit(1) from None
+            if isinstance(exc, ValueError) and "validation error" in str(exc):
+                _err("invalid setting: " + _pydantic_line(exc))
+                raise typer.Exit(2) from None
+            _err(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                 "(set VDISC_DEBUG=1 for the traceback)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _pydantic_line(exc: Exception) -> str:
+    errors = getattr(exc, "errors", lambda: [])()
+    if errors:
+        e = errors[0]
+        return f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
+    return str(exc).splitlines()[0]
+
+
+def _library(library: Optional[Path], device: Optional[str] = None, offline: Optional[bool] = None,
+             progress: Any = None, quiet: bool = False, **models: Optional[str]) -> Any:
+    from vdisc import Library
+
+    def notify(msg: str) -> None:
+        if not quiet:
+            typer.echo(f"vdisc: warning: {msg}", err=True)
+
+    return Library(library, device=device, offline=offline, notify=notify, progress=progress,
+                   models={k: v for k, v in models.items() if v})
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def fmt_time(seconds: float) -> str:
+    """Seconds as h:mm:ss.s (or m:ss.s under an hour) for people."""
+    seconds = max(0.0, float(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{int(h)}:{int(m):02d}:{s:04.1f}" if h else f"{int(m)}:{s:04.1f}"
+
+
+@app.command()
+@_cli_errors
+def index(
+    paths: list[Path] = typer.Argument(..., help="Video files or folders (walked recursively)"),
+    library: Optional[Path] = LibraryOpt,
+    force: bool = typer.Option(False, "--force", help="Re-index files that are already indexed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or warnings"),
+    json_out: bool = JsonOpt,
+    device: Optional[str] = DeviceOpt,
+    offline: Optional[bool] = OfflineOpt,
+    visual_model: Optional[str] = VisualOpt,
+    text_model: Optional[str] = TextOpt,
+    asr_model: Optional[str] = AsrOpt,
+    ocr_model: Optional[str] = OcrOpt,
+    caption_model: Optional[str] = CaptionOpt,
+) -> None:
+    """Index videos into the library (speech, on-screen text, visuals, captions)."""
+    show_bars = not quiet and not json_out and sys.stderr.isatty()
+    with _ProgressBars(show_bars) as bars:
+        lib = _library(library, device, offline, progress=bars.update, quiet=quiet or json_out, visual=visual_model,
+                       text=text_model, asr=asr_model, ocr=ocr_model, caption=caption_model)
+        reports = lib.index(*paths, force=force)
+    if json_out:
+        _print_json([r.model_dump() for r in reports])
+    else:
+        for r in reports:
+            name = Path(r.path).name
+            if r.status == "indexed":
+                typer.echo(f"indexed {name}: {fmt_time(r.duration)}, {r.clips} clips, {r.scenes} scenes, "
+                           f"{r.words} words [{', '.join(r.channels) or 'no channels'}] in {r.seconds:.1f} s")
+            elif r.status == "unchanged":
+                typer.echo(f"unchanged {name}: {r.reason}")
+            else:
+                _err(f"failed {r.path}: {r.reason}")
+    if reports and all(r.status == "failed" for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
+@_cli_errors
+def search(
+    query: str = typer.Argument(..., help="What to look for, in your own words"),
+    library: Optional[Path] = LibraryOpt,
+    top_k: int = typer.Option(10, "--top-k", "-k", help="How many moments to return"),
+    video: Optional[str] = typer.Option(None, "--video", help="Only this video (id, path or file name)"),
+    level: Optional[str] = typer.Option(None, "--level", help="video | scene | clip | frame"),
+    modality: Optional[str] = typer.Option(None, "--modality", help="speech | ocr | caption | summary | visual"),
+    json_out: bool = JsonOpt,
+    device: Optional[str] = DeviceOpt,
+    offline: Optional[bool] = OfflineOpt,
+    visual_model: Optional[str] = VisualOpt,
+    text_model: Optional[str] = TextOpt,
+) -> None:
+    """Search the library: ranked moments, no agent."""
+    lib = _library(library, device, offline, quiet=json_out, visual=visual_model, text=text_model)
+    result = lib.search(query, top_k=top_k, video=video, level=level, modality=modality)
+    if json_out:
+        _print_json(result.to_dict())
+        return
+    if not result.hits:
+        typer.echo("no matches")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("#", "video", "level", "start", "end", "score", "snippet"):
+        table.add_column(col, overflow="fold" if col == "snippet" else "ellipsis")
+    for i, h in enumerate(result.hits, 1):
+        table.add_row(str(i), h.video, h.level, fmt_time(h.start), fmt_time(h.end), f"{h.score:.4f}", h.snippet)
+    Console().print(table)
+
+
+@app.command("ls")
+@_cli_errors
+def ls(library: Optional[Path] = LibraryOpt, json_out: bool = JsonOpt) -> None:
+    """List indexed videos with duration, clips and channels."""
+    videos = _library(library).videos()
+    if json_out:
+        _print_json([v.model_dump() for v in videos])
+        return
+    if not videos:
+        typer.echo("the library is empty; add videos with: vdisc index PATH")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("id", "video", "duration", "clips", "scenes", "channels", "status"):
+        table.add_column(col)
+    for v in videos:
+        table.add_row(str(v.id), v.name, fmt_time(v.duration), str(v.clips), str(v.scenes), ", ".join(v.channels),
+                      v.status)
+    Console().print(table)
+
+
+@app.command()
+@_cli_errors
+def info(
+    library: Optional[Path] = LibraryOpt,
+    json_out: bool = JsonOpt,
+    load: bool = typer.Option(False, "--load", help="Load every model role to check it resolves"),
+    device: Optional[str] = DeviceOpt,
+    offline: Optional[bool] = OfflineOpt,
+    visual_model: Optional[str] = VisualOpt,
+    text_model: Optional[str] = TextOpt,
+    asr_model: Optional[str] = AsrOpt,
+    ocr_model: Optional[str] = OcrOpt,
+    caption_model: Optional[str] = CaptionOpt,
+) -> None:
+    """Show the library path, resolved models, device and decoder backends."""
+    lib = _library(library, device, offline, quiet=True, visual=visual_model, text=text_model, asr=asr_model,
+                   ocr=ocr_model, caption=caption_model)
+    data = lib.info(load_models=load)
+    if json_out:
+        _print_json(data)
+        return
+    typer.echo(f"vdisc {data['version']}")
+    typer.echo(f"library   {data['library']}" + ("" if data["exists"] else " (empty)"))
+    if data.get("counts"):
+        c = data["counts"]
+        typer.echo(f"          schema {data['schema_version']}, {c['videos']} videos, {c['clips']} clips, "
+                   f"{c['frames']} frames, {c['words']} words")
+    typer.echo(f"device    {data['device']}")
+    for name, why in data["decoders"].items():
+        typer.echo(f"decoder   {name}: {'ok' if why is None else why}")
+    for role, m in data["models"].items():
+        detail = m.get("reason") or (m["spec"]["model_id"] if "spec" in m else "")
+        typer.echo(f"model     {role}: {m['ref']} [{m['state']}] {detail}".rstrip())
+    for key, v in (data.get("vectors") or {}).items():
+        typer.echo(f"vectors   {key}: {v['count']} ({v['model']})")
+
+
+class _ProgressBars:
+    """Rich progress bars fed by ``Progress`` events; a no-op when off."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bars: Any = None
+        self._tasks: dict[tuple[str, str], Any] = {}
+
+    def __enter__(self) -> "_ProgressBars":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bars = Progress(TextColumn("{task.description}"), BarColumn(),
+                                  TextColumn("{task.completed:.0f}/{task.total:.0f} s"), TimeRemainingColumn(),
+                                  console=Console(stderr=True), transient=False)
+            self._bars.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+
+    def update(self, event: Any) -> None:
+        if self._bars is None:
+            return
+        key = (event.video, event.stage)
+        if key not in self._tasks:
+            self._tasks[key] = self._bars.add_task(f"{event.video} · {event.stage}", total=max(event.total, 1e-3))
+        self._bars.update(self._tasks[key], completed=event.done)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Settings for vdisc, with one precedence everywhere.
+
+argument > CLI flag > ``VDISC_*`` environment variable > ``config.toml`` in the
+library directory > default. The CLI turns flags into arguments, so the API and
+the CLI resolve settings the same way. This module imports nothing from vdisc.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+DEFAULT_HOME = Path("~/.vdisc")
+
+# Model references per role. A reference is a registry name, "hf-hub:org/name",
+# "local-dir:/path" (or a plain directory), or "none" to switch the role off.
+DEFAULT_MODELS: dict[str, str] = {
+    "visual": "ViT-B-32@laion2b_s34b_b79k",  # open_clip name@pretrained tag
+    "text": "all-MiniLM-L6-v2",  # sentence-transformers; bundled by [offline]
+    "asr": "tiny.en",  # faster-whisper; bundled by [offline]
+    "ocr": "rapidocr",  # RapidOCR (onnxruntime); [offline]
+    "caption": "auto",  # a small VLM on a CUDA GPU, else none
+}
+ROLES = tuple(DEFAULT_MODELS)
+
+
+class Settings(BaseModel):
+    """Every knob of the index and search, with documented defaults."""
+
+    home: Path = Field(DEFAULT_HOME, description="library directory")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    offline: bool = Field(False, description="never contact the Hugging Face hub")
+    decoder: str = Field("auto", description="auto | pyav | decord | torchcodec")
+
+    # Sampling and segmentation.
+    fps: float = Field(1.0, gt=0, le=30, description="frames per second kept for perception")
+    cut_fps: float = Field(4.0, gt=0, le=30, description="frames per second scanned for shot cuts")
+    max_side: int = Field(640, ge=64, description="longest side of decoded frames, pixels")
+    clip_seconds: float = Field(10.0, gt=0, description="longest clip; longer shots are split")
+    min_clip_seconds: float = Field(1.0, ge=0, description="shots shorter than this merge forward")
+    cut_threshold: float = Field(0.35, gt=0, lt=1, description="histogram distance that makes a cut")
+    scene_similarity: float = Field(0.75, gt=0, lt=1, description="clips at least this alike join a scene")
+    scene_max_seconds: float = Field(180.0, gt=0, description="longest scene")
+
+    # Perception.
+    batch_size: int = Field(32, ge=1, description="frames per visual-encoder batch")
+    ocr_frames_per_clip: int = Field(3, ge=0, description="most OCR reads per clip")
+    caption_frames: int = Field(3, ge=1, description="frames shown to the captioner per clip")
+
+    models: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {v!r}")
+
+    @field_validator("models")
+    @classmethod
+    def _check_roles(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = set(v) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown model role(s) {sorted(unknown)}; roles are {list(ROLES)}")
+        return {**DEFAULT_MODELS, **v}
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "library.db"
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.home / "vectors"
+
+    @classmethod
+    def load(cls, home: str | Path | None = None, **overrides: Any) -> "Settings":
+        """Resolve settings: overrides > VDISC_* env > <home>/config.toml > defaults.
+
+        ``overrides`` whose value is None are ignored, so CLI flags that were not
+        given fall through. Model overrides go in ``models={"asr": "none"}``.
+        """
+        env = os.environ
+        home_path = Path(home or env.get("VDISC_HOME") or DEFAULT_HOME).expanduser()
+        data: dict[str, Any] = _read_config_file(home_path / "config.toml")
+        data["home"] = home_path
+
+        for name, field in cls.model_fields.items():
+            key = f"VDISC_{name.upper()}"
+            if name not in ("home", "models") and key in env:
+                data[name] = _env_value(env[key], field.annotation)
+        models = dict(data.get("models") or {})
+        for role in ROLES:
+            if f"VDISC_{role.upper()}_MODEL" in env:
+                models[role] = env[f"VDISC_{role.upper()}_MODEL"]
+
+        models.update({k: v for k, v in (overrides.pop("models", None) or {}).items() if v})
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        data["models"] = models
+        return cls(**data)
+
+    def apply_environment(self) -> None:
+        """Export what third-party libraries read from the environment.
+
+        Must run before any Hugging Face import: they read HF_HUB_OFFLINE once.
+        """
+        if self.offline:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def _env_value(raw: str, annotation: Any) -> Any:
+    if annotation is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return raw
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            return {}
+    with path.open("rb") as fh:
+        return dict(tomllib.load(fh))
+
+
+Level = Literal["video", "scene", "clip", "frame"]
+LEVELS: tuple[str, ...] = ("video", "scene", "clip", "frame")
+Modality = Literal["visual", "speech", "ocr", "caption", "summary"]
+MODALITIES: tuple[str, ...] = ("visual", "speech", "ocr", "caption", "summary")

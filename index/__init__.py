@@ -1,0 +1,1 @@
+"""Building the library: decode, segment, the model registry, the pipeline, the store."""

@@ -1,0 +1,179 @@
+"""The model registry: the one place in vdisc that loads weights.
+
+Each role (visual, text, asr, ocr, caption) maps a reference to a loader in
+its own module. Resolution order for a role: the explicit setting -> a
+bundled offline package (``vdisc[offline]``) -> the Hugging Face cache / hub
+(honouring ``HF_HUB_OFFLINE``) -> one clear error naming the setting.
+
+A role that cannot load is reported once and then treated as absent, so an
+index run degrades (fewer channels) instead of crashing. Loading is lazy: a
+role's heavy imports happen on first ``get``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable
+
+from vdisc.config import ROLES, Settings
+from vdisc.errors import ModelUnavailable
+
+from .device import half_dtype, resolve_device
+from .spec import ModelSpec
+
+log = logging.getLogger("vdisc")
+
+# "auto" captioning on a CUDA GPU: a small open instruct VLM.
+DEFAULT_GPU_CAPTIONER = "hf:Qwen/Qwen2.5-VL-3B-Instruct"
+ENABLE_HINT = {
+    "visual": "set VDISC_VISUAL_MODEL to a cached open_clip model or local-dir:/path",
+    "text": "pip install 'vdisc[offline]' or set VDISC_TEXT_MODEL",
+    "asr": "pip install 'vdisc[offline]' or set VDISC_ASR_MODEL",
+    "ocr": "pip install 'vdisc[offline]'",
+    "caption": "set VDISC_CAPTION_MODEL=hf:<model id> or openai:<model>",
+}
+
+__all__ = ["Registry", "ModelSpec", "resolve_device", "ENABLE_HINT"]
+
+
+class Registry:
+    """Lazily loads and caches one model per role for a ``Settings``."""
+
+    def __init__(self, settings: Settings, notify: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.notify = notify or (lambda msg: log.warning(msg))
+        self._models: dict[str, Any] = {}
+        self._reasons: dict[str, str] = {}
+        self._device: str | None = None
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = resolve_device(self.settings.device)
+        return self._device
+
+    def ref(self, role: str) -> str:
+        ref = self.settings.models[role].strip()
+        if role == "caption" and ref == "auto":
+            return DEFAULT_GPU_CAPTIONER if self.device.startswith("cuda") else "none"
+        return ref
+
+    def get(self, role: str) -> Any | None:
+        """The loaded model for ``role``, or None if it is off or cannot load (said once)."""
+        if role in self._models:
+            return self._models[role]
+        if role in self._reasons:
+            return None
+        try:
+            model = self.require(role)
+        except ModelUnavailable as exc:
+            self._reasons[role] = str(exc)
+            self.notify(f"{role} channel off: {exc}")
+            return None
+        if model is None:
+            self._reasons[role] = "off"
+            if role == "caption" and self.settings.models["caption"] == "auto":
+                self.notify(f"captions off (no CUDA GPU); to enable: {ENABLE_HINT['caption']}")
+        return model
+
+    def require(self, role: str) -> Any | None:
+        """Load ``role`` or raise ``ModelUnavailable``; None when the role is set to 'none'."""
+        if role not in ROLES:
+            raise ModelUnavailable(f"unknown model role {role!r}; roles are {', '.join(ROLES)}")
+        if role in self._models:
+            return self._models[role]
+        ref = self.ref(role)
+        if ref.lower() in ("none", "off", ""):
+            self._models[role] = None
+            return None
+        self.settings.apply_environment()
+        model = _LOADERS[role](self, ref)
+        self._models[role] = model
+        return model
+
+    def spec(self, role: str) -> ModelSpec | None:
+        model = self.get(role)
+        return getattr(model, "spec", None) if model is not None else None
+
+    def status(self, load: bool = False) -> dict[str, dict[str, Any]]:
+        """Per role: the reference, and (when loaded or ``load``) what it resolved to."""
+        out: dict[str, dict[str, Any]] = {}
+        for role in ROLES:
+            entry: dict[str, Any] = {"ref": self.settings.models[role]}
+            if load:
+                self.get(role)
+            if role in self._models:
+                model = self._models[role]
+                if model is None:
+                    entry["state"] = "off"
+                else:
+                    entry["state"] = "ready"
+                    entry["spec"] = model.spec.model_dump()
+            elif role in self._reasons:
+                entry["state"], entry["reason"] = "unavailable", self._reasons[role]
+            else:
+                entry["state"] = "not loaded"
+            out[role] = entry
+        return out
+
+
+def _load_visual(reg: Registry, ref: str) -> Any:
+    from . import visual
+
+    return visual.load(ref, reg.device, half_dtype(reg.device), reg.settings.batch_size)
+
+
+def _load_text(reg: Registry, ref: str) -> Any:
+    from . import text
+
+    return text.load(ref, reg.device)
+
+
+def _load_asr(reg: Registry, ref: str) -> Any:
+    from . import asr
+
+    return asr.load(ref, reg.device)
+
+
+def _load_ocr(reg: Registry, ref: str) -> Any:
+    from . import ocr
+
+    return ocr.load(ref, reg.device)
+
+
+def _load_caption(reg: Registry, ref: str) -> Any:
+    from . import caption
+
+    kind, _, target = ref.partition(":")
+    if kind == "hf" and target:
+        model = caption.load_hf_captioner(target, device=reg.device, dtype=half_dtype(reg.device))
+    elif kind == "openai" and target:
+        model = caption.load_openai_captioner(
+            target,
+            base_url=os.environ.get("VDISC_CAPTION_BASE_URL") or None,
+            api_key=os.environ.get("VDISC_CAPTION_API_KEY") or None,
+        )
+    else:
+        raise ModelUnavailable(f"caption model {ref!r} is not 'none', 'auto', 'hf:<id>' or 'openai:<model>'; "
+                               "fix VDISC_CAPTION_MODEL (or --caption-model)")
+    return _Captioned(ModelSpec(role="caption", ref=ref, model_id=target), model)
+
+
+class _Captioned:
+    """A captioner with the spec the store records next to each caption."""
+
+    def __init__(self, spec: ModelSpec, captioner: Any) -> None:
+        self.spec, self.captioner = spec, captioner
+
+    def caption(self, clips: list[list[Any]]) -> list[str]:
+        return self.captioner.caption(clips)
+
+
+_LOADERS: dict[str, Callable[[Registry, str], Any]] = {
+    "visual": _load_visual,
+    "text": _load_text,
+    "asr": _load_asr,
+    "ocr": _load_ocr,
+    "caption": _load_caption,
+}

@@ -1,0 +1,117 @@
+"""The visual role: an open_clip model that embeds frames and text queries
+into one space (frame search, clip vectors, text-to-video retrieval)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vdisc.errors import ModelUnavailable
+
+from . import hub
+from .spec import ModelSpec
+
+SETTING = "VDISC_VISUAL_MODEL (or --visual-model)"
+
+
+@dataclass
+class VisualModel:
+    spec: ModelSpec
+    model: Any
+    preprocess: Any
+    tokenizer: Any
+    device: str
+    dtype: Any
+    batch_size: int = 32
+
+    def encode_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """L2-normalised float32 embeddings of RGB uint8 frames, shape (N, dim)."""
+        import torch
+        from PIL import Image
+
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            batch = torch.stack([self.preprocess(Image.fromarray(im)) for im in images[i : i + self.batch_size]])
+            with torch.inference_mode():
+                feats = self.model.encode_image(batch.to(self.device, self.dtype))
+            out.append(_normalise(feats))
+        return np.concatenate(out) if out else np.zeros((0, self.spec.dim), np.float32)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised float32 embeddings of text queries, shape (N, dim)."""
+        import torch
+
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(texts[i : i + self.batch_size]).to(self.device)
+            with torch.inference_mode():
+                feats = self.model.encode_text(tokens)
+            out.append(_normalise(feats))
+        return np.concatenate(out) if out else np.zeros((0, self.spec.dim), np.float32)
+
+
+def _normalise(feats: Any) -> np.ndarray:
+    x = feats.float().cpu().numpy()
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def load(ref: str, device: str, dtype: Any, batch_size: int = 32) -> VisualModel:
+    """Load an open_clip model from ``NAME@TAG``, ``hf-hub:org/x`` or a directory.
+
+    Directories hold ``open_clip_config.json`` plus weights (open_clip's own
+    ``local-dir:`` layout), so the preprocessing travels with the weights.
+    """
+    import open_clip
+
+    kind, target = hub.split_ref(ref)
+    revision = None
+    if kind == "dir":
+        path = hub.local_dir(target, "visual", SETTING)
+        name, pretrained, revision = f"local-dir:{path}", None, hub.fingerprint(path)
+    elif kind == "hub":
+        path = hub.snapshot(target, "visual", SETTING)
+        name, pretrained, revision = f"local-dir:{path}", None, path.name
+    else:
+        arch, _, tag = target.partition("@")
+        if arch not in open_clip.list_models():
+            raise ModelUnavailable(f"unknown open_clip model {arch!r}; fix {SETTING}")
+        name, pretrained = arch, None
+        if tag:
+            cfg = open_clip.get_pretrained_cfg(arch, tag)
+            if not cfg or not cfg.get("hf_hub"):
+                raise ModelUnavailable(f"open_clip has no hub weights for {arch}@{tag}; fix {SETTING}")
+            repo = cfg["hf_hub"].strip("/")
+            snap = hub.snapshot(repo, "visual", SETTING, allow_patterns=["open_clip_*", "*.json", "*.txt"])
+            pretrained = _checkpoint(snap, ref)
+            revision = snap.name
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+        tokenizer = open_clip.get_tokenizer(name)
+    except ModelUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - bad config or weights
+        raise ModelUnavailable(f"visual model {ref} failed to load: {str(exc).splitlines()[0]}; fix {SETTING}") from None
+    model.eval()
+    if device.startswith("cuda"):
+        model = model.to(dtype)
+    pp = getattr(model.visual, "preprocess_cfg", {}) or {}
+    dim = int(model.encode_text(tokenizer(["x"]).to(device)).shape[-1])
+    spec = ModelSpec(
+        role="visual",
+        ref=ref,
+        model_id=name if kind != "dir" else f"local-dir:{Path(target).name}",
+        revision=revision,
+        dim=dim,
+        preprocessing={k: (list(v) if isinstance(v, tuple) else v) for k, v in pp.items()},
+    )
+    return VisualModel(spec, model, preprocess, tokenizer, device, next(model.parameters()).dtype, batch_size)
+
+
+def _checkpoint(snap: Path, ref: str) -> str:
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin"):
+        if (snap / name).is_file():
+            return str(snap / name)
+    raise ModelUnavailable(f"no open_clip weights found in {snap} for {ref}; fix {SETTING}")

@@ -1,0 +1,414 @@
+"""The offline pass: one video file in, rows and vectors in the library out.
+
+    probe -> speech (Whisper words) -> frames @ cut_fps -> shots -> clips
+          -> per batch of clips: visual embeddings, OCR, captions
+          -> scenes -> rows (SQLite) -> text + visual vectors (FAISS) -> done
+
+A video row is written first with status "indexing" and flipped to "done"
+last; a run that dies in between leaves a row that the next run removes
+(vectors first, then rows) before starting over, so the library never holds
+half a video. Progress is reported through a callback in media seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from vdisc.config import Settings
+from vdisc.errors import DecodeError, VdiscError
+
+from . import decode
+from .models import Registry
+from .segment import ClipSpan, SampledFrame, Segmenter, group_scenes, histogram
+from .store import Clip, Frame, Scene, Store, TextChunk, Video, Word, now_iso
+
+log = logging.getLogger("vdisc")
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .wmv .flv .mpg .mpeg .ts .mts .m2ts .3gp .ogv".split()
+)
+SUMMARY_CHARS = 2000  # bound on the video-level digest text
+
+
+class Progress(BaseModel):
+    """One progress event: ``done`` of ``total`` media seconds of ``stage``."""
+
+    video: str
+    stage: str  # speech | frames | store
+    done: float
+    total: float
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+class IndexReport(BaseModel):
+    path: str
+    status: str  # indexed | unchanged | failed
+    video_id: int | None = None
+    reason: str = ""
+    duration: float = 0.0
+    clips: int = 0
+    scenes: int = 0
+    frames: int = 0
+    words: int = 0
+    channels: list[str] = []
+    seconds: float = 0.0  # wall-clock time spent
+
+
+def file_fingerprint(path: Path, block: int = 1 << 20) -> str:
+    """Size plus a hash of the first and last MiB: cheap, and changes when the file does."""
+    size = path.stat().st_size
+    h = hashlib.sha1(str(size).encode())
+    with path.open("rb") as fh:
+        h.update(fh.read(block))
+        if size > 2 * block:
+            fh.seek(-block, 2)
+            h.update(fh.read(block))
+    return f"{size}-{h.hexdigest()[:16]}"
+
+
+def expand_paths(paths: list[str | Path]) -> list[Path]:
+    """Files as given, folders walked recursively for video extensions; sorted, unique."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        p = p.expanduser()
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS))
+        else:
+            out.append(p)
+    return list(dict.fromkeys(x.resolve() if x.exists() else x for x in out))
+
+
+@dataclass
+class _ClipResult:
+    span: ClipSpan
+    frame_ts: list[float] = field(default_factory=list)
+    frame_vecs: np.ndarray | None = None
+    ocr_lines: list[str] = field(default_factory=list)
+    caption: str = ""
+    words: list[Any] = field(default_factory=list)
+
+
+class Indexer:
+    """Indexes files into one library with one set of models."""
+
+    def __init__(self, settings: Settings, store: Store, registry: Registry, progress: ProgressFn | None = None):
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.progress = progress or (lambda event: None)
+
+    # ---- one file -----------------------------------------------------------
+    def index(self, path: str | Path, force: bool = False) -> IndexReport:
+        t0 = time.monotonic()
+        path = Path(path).expanduser()
+        report = IndexReport(path=str(path), status="failed")
+        try:
+            if not path.exists():
+                raise DecodeError(f"{path}: no such file")
+            path = path.resolve()
+            report.path = str(path)
+            info = decode.probe(path)
+            fingerprint = file_fingerprint(path)
+            with self.store.session() as s:
+                old = s.scalar(select(Video).where(Video.path == str(path)))
+                if old is not None and old.status == "done" and old.fingerprint == fingerprint and not force:
+                    return report.model_copy(update=dict(
+                        status="unchanged", video_id=old.id, duration=old.duration, channels=list(old.channels),
+                        reason="already indexed and unchanged (use --force to re-index)",
+                    ))
+            if old is not None:
+                self.store.delete_video(old.id)
+            self._index_new(path, info, fingerprint, report)
+        except VdiscError as exc:
+            report.reason = str(exc)
+        report.seconds = round(time.monotonic() - t0, 3)
+        return report
+
+    def _index_new(self, path: Path, info: decode.VideoInfo, fingerprint: str, report: IndexReport) -> None:
+        with self.store.session() as s, s.begin():
+            video = Video(path=str(path), name=path.name, fingerprint=fingerprint, size=path.stat().st_size,
+                          duration=info.duration, fps=info.fps, width=info.width, height=info.height,
+                          has_audio=info.has_audio, status="indexing", channels=[], decoder="", summary="")
+            s.add(video)
+            s.flush()
+            video_id = video.id
+        try:
+            self._perceive_and_store(video_id, path, info, report)
+        except BaseException:
+            self.store.delete_video(video_id)  # never leave half a video behind
+            raise
+        report.status, report.video_id, report.duration = "indexed", video_id, info.duration
+
+    # ---- perception ---------------------------------------------------------
+    def _perceive_and_store(self, video_id: int, path: Path, info: decode.VideoInfo, report: IndexReport) -> None:
+        st, reg, name = self.settings, self.registry, path.name
+        channels: list[str] = []
+
+        words = self._speech(path, info, name)
+        if words is not None:
+            channels.append("speech")
+
+        visual, ocr, captioner = reg.get("visual"), reg.get("ocr"), reg.get("caption")
+        segmenter = Segmenter(st.clip_seconds, st.min_clip_seconds, st.cut_threshold)
+        results: list[_ClipResult] = []
+        pending: list[_ClipResult] = []
+        ocr_memo: dict[str, Any] = {}
+
+        def flush() -> None:
+            self._perceive(pending, visual, ocr, captioner, ocr_memo)
+            for r in pending:
+                for f in r.span.frames:
+                    f.rgb = None  # frames are done with; keep memory flat
+            results.extend(pending)
+            pending.clear()
+
+        keep_step, next_keep = 1.0 / st.fps, 0.0
+        reader = self._open(path)
+        with reader:
+            for ts, rgb in reader.frames(fps=max(st.cut_fps, st.fps), max_side=st.max_side):
+                keep = ts >= next_keep - 0.5 / st.cut_fps
+                while next_keep <= ts + 0.5 / st.cut_fps:
+                    next_keep += keep_step
+                frame = SampledFrame(ts=ts, rgb=rgb if keep else None, hist=histogram(rgb))
+                for clip in segmenter.push(frame):
+                    pending.append(_ClipResult(clip))
+                if sum(len(_kept(r.span)) for r in pending) >= st.batch_size:
+                    flush()
+                self.progress(Progress(video=name, stage="frames", done=min(ts, info.duration), total=info.duration))
+            for clip in segmenter.finish(max(info.duration, segmenter.last_ts)):
+                pending.append(_ClipResult(clip))
+            flush()
+        report.clips = len(results)
+        if not results:
+            raise DecodeError(f"{path}: no frames could be decoded")
+        self.progress(Progress(video=name, stage="frames", done=info.duration, total=info.duration))
+
+        if visual is not None:
+            channels.append("visual")
+        if ocr is not None:
+            channels.append("ocr")
+        if captioner is not None:
+            channels.append("caption")
+        for w in words or []:
+            mid = 0.5 * (w.start + w.end)
+            host = next((r for r in results if r.span.start <= mid < r.span.end), results[-1])
+            host.words.append(w)
+
+        scenes = group_scenes([r.span for r in results], st.scene_similarity, st.scene_max_seconds)
+        self._store(video_id, path, info, results, scenes, channels, reader.name, report)
+
+    def _open(self, path: Path) -> decode.VideoReader:
+        return decode.open_video(path, backend=self.settings.decoder)
+
+    def _speech(self, path: Path, info: decode.VideoInfo, name: str) -> list[Any] | None:
+        if not info.has_audio:
+            return None
+        asr = self.registry.get("asr")
+        if asr is None:
+            return None
+        self.progress(Progress(video=name, stage="speech", done=0.0, total=info.duration))
+        audio = decode.read_audio(path, sample_rate=16000)
+        words = asr.transcribe(audio, on_progress=lambda t: self.progress(
+            Progress(video=name, stage="speech", done=min(t, info.duration), total=info.duration)))
+        self.progress(Progress(video=name, stage="speech", done=info.duration, total=info.duration))
+        return words
+
+    def _perceive(self, batch: list[_ClipResult], visual: Any, ocr: Any, captioner: Any, memo: dict[str, Any]) -> None:
+        if not batch:
+            return
+        kept = [(r, f) for r in batch for f in _kept(r.span)]
+        for r, f in kept:
+            r.frame_ts.append(f.ts)
+        if visual is not None and kept:
+            vecs = visual.encode_images([f.rgb for _, f in kept])
+            offset = 0
+            for r in batch:
+                n = len(r.frame_ts)
+                r.frame_vecs = vecs[offset : offset + n]
+                offset += n
+        if ocr is not None and self.settings.ocr_frames_per_clip > 0:
+            for r in batch:
+                r.ocr_lines = _read_clip_text(ocr, _kept(r.span), self.settings.ocr_frames_per_clip, memo)
+        if captioner is not None:
+            from PIL import Image
+
+            clips = [[Image.fromarray(f.rgb) for f in _pick(_kept(r.span), self.settings.caption_frames)] for r in batch]
+            todo = [i for i, frames in enumerate(clips) if frames]
+            captions = captioner.caption([clips[i] for i in todo]) if todo else []
+            for i, text in zip(todo, captions):
+                batch[i].caption = text.strip()
+
+    # ---- storing ------------------------------------------------------------
+    def _store(self, video_id: int, path: Path, info: decode.VideoInfo, results: list[_ClipResult],
+               scene_groups: list[list[int]], channels: list[str], decoder: str, report: IndexReport) -> None:
+        name = path.name
+        self.progress(Progress(video=name, stage="store", done=0.0, total=info.duration))
+        reg, store = self.registry, self.store
+        caption_spec = reg.spec("caption")
+        texts: list[TextChunk] = []
+        frame_rows: list[Frame] = []
+        clip_rows: list[Clip] = []
+        with store.session() as s, s.begin():
+            caption_model_id = store.model_id(s, caption_spec) if caption_spec else None
+            scene_rows = []
+            for si, group in enumerate(scene_groups):
+                sc = Scene(video_id=video_id, idx=si, start=results[group[0]].span.start, end=results[group[-1]].span.end)
+                s.add(sc)
+                scene_rows.append(sc)
+            s.flush()
+            for si, group in enumerate(scene_groups):
+                for ci in group:
+                    r = results[ci]
+                    clip = Clip(video_id=video_id, scene_id=scene_rows[si].id, idx=r.span.idx, start=r.span.start,
+                                end=r.span.end, shot=r.span.shot, transcript=_join_words(r.words),
+                                ocr_text="\n".join(r.ocr_lines), caption=r.caption,
+                                caption_model_id=caption_model_id if r.caption else None)
+                    s.add(clip)
+                    clip_rows.append(clip)
+            s.flush()
+            for clip, r in zip(clip_rows, results):  # scenes are contiguous runs, so same order
+                for ts in r.frame_ts:
+                    fr = Frame(video_id=video_id, clip_id=clip.id, ts=ts)
+                    s.add(fr)
+                    frame_rows.append(fr)
+                for w in r.words:
+                    s.add(Word(video_id=video_id, clip_id=clip.id, start=w.start, end=w.end, text=w.text, prob=w.prob))
+                for modality, body in (("speech", clip.transcript), ("ocr", clip.ocr_text), ("caption", clip.caption)):
+                    if body.strip():
+                        texts.append(TextChunk(video_id=video_id, level="clip", unit_id=clip.id, modality=modality,
+                                               start=clip.start, end=clip.end, text=body))
+            for sc, group in zip(scene_rows, scene_groups):
+                members = [clip_rows[i] for i in group]
+                for modality, attr in (("speech", "transcript"), ("ocr", "ocr_text"), ("caption", "caption")):
+                    body = _dedupe_join(getattr(c, attr) for c in members)
+                    if body and len(members) > 1:  # one-clip scenes would only repeat the clip
+                        texts.append(TextChunk(video_id=video_id, level="scene", unit_id=sc.id, modality=modality,
+                                               start=sc.start, end=sc.end, text=body))
+            summary = _summary(name, clip_rows)
+            texts.append(TextChunk(video_id=video_id, level="video", unit_id=video_id, modality="summary",
+                                   start=0.0, end=info.duration, text=summary))
+            s.add_all(texts)
+            s.flush()
+            text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
+            frame_ids = [f.id for f in frame_rows]
+            clip_ids = [c.id for c in clip_rows]
+            scene_ids = [sc.id for sc in scene_rows]
+            video = s.get(Video, video_id)
+            video.summary, video.decoder = summary, decoder
+
+        touched = self._add_text_vectors(text_meta)
+        if "visual" in channels:
+            touched |= self._add_visual_vectors(video_id, results, scene_groups, frame_ids, clip_ids, scene_ids)
+        for index in touched:
+            index.save()
+
+        with store.session() as s, s.begin():
+            video = s.get(Video, video_id)
+            video.status, video.channels, video.indexed_at = "done", channels, now_iso()
+        report.scenes, report.frames = len(scene_ids), len(frame_ids)
+        report.words, report.channels = sum(len(r.words) for r in results), channels
+        self.progress(Progress(video=name, stage="store", done=info.duration, total=info.duration))
+
+    def _add_text_vectors(self, text_meta: list[tuple[int, str, str, str]]) -> set[Any]:
+        model = self.registry.get("text")
+        if model is None or not text_meta:
+            return set()
+        vecs = model.encode([t[3][:2000] for t in text_meta])
+        touched = set()
+        groups: dict[tuple[str, str], list[int]] = {}
+        for row, (_, level, modality, _) in enumerate(text_meta):
+            groups.setdefault((level, modality), []).append(row)
+        for (level, modality), rows in groups.items():
+            index = self.store.vectors(level, modality)
+            index.add([text_meta[r][0] for r in rows], vecs[rows], model.spec)
+            touched.add(index)
+        return touched
+
+    def _add_visual_vectors(self, video_id: int, results: list[_ClipResult], scene_groups: list[list[int]],
+                            frame_ids: list[int], clip_ids: list[int], scene_ids: list[int]) -> set[Any]:
+        spec = self.registry.spec("visual")
+        frame_vecs = [r.frame_vecs for r in results if r.frame_vecs is not None and len(r.frame_vecs)]
+        if not frame_vecs:
+            return set()
+        clip_vecs = np.stack([_mean_unit(r.frame_vecs) if r.frame_vecs is not None and len(r.frame_vecs)
+                              else np.zeros(spec.dim, np.float32) for r in results])
+        has = [i for i, r in enumerate(results) if r.frame_vecs is not None and len(r.frame_vecs)]
+        levels = {
+            "frame": (frame_ids, np.concatenate(frame_vecs)),
+            "clip": ([clip_ids[i] for i in has], clip_vecs[has]),
+            "scene": (scene_ids, np.stack([_mean_unit(clip_vecs[group])
+                                           for group in scene_groups])),
+            "video": ([video_id], _mean_unit(clip_vecs[has])[None]),
+        }
+        touched = set()
+        for level, (ids, vecs) in levels.items():
+            index = self.store.vectors(level, "visual")
+            index.add(ids, vecs, spec)
+            touched.add(index)
+        return touched
+
+
+# ---- helpers ----------------------------------------------------------------
+def _kept(span: ClipSpan) -> list[SampledFrame]:
+    return [f for f in span.frames if f.rgb is not None]
+
+
+def _pick(frames: list[Any], n: int) -> list[Any]:
+    """``n`` frames spread evenly (first, middle, last...)."""
+    if len(frames) <= n:
+        return list(frames)
+    return [frames[round(i * (len(frames) - 1) / max(n - 1, 1))] for i in range(n)] if n > 1 else [frames[len(frames) // 2]]
+
+
+def _read_clip_text(ocr: Any, frames: list[SampledFrame], n: int, memo: dict[str, Any]) -> list[str]:
+    """OCR a few frames of a clip, skipping frames that look like the last one read."""
+    lines: list[str] = []
+    for f in _pick(frames, n):
+        thumb = f.rgb[:: max(1, f.rgb.shape[0] // 48), :: max(1, f.rgb.shape[1] // 64)].astype(np.int16)
+        prev = memo.get("thumb")
+        if prev is not None and prev.shape == thumb.shape and np.abs(prev - thumb).mean() < 2.0:
+            found = memo["lines"]  # same picture as before: reuse, don't read again
+        else:
+            found = [line.text for line in ocr.read(f.rgb)]
+            memo["thumb"], memo["lines"] = thumb, found
+        lines.extend(found)
+    return list(dict.fromkeys(line for line in lines if line))
+
+
+def _join_words(words: list[Any]) -> str:
+    return " ".join(w.text for w in words).strip()
+
+
+def _dedupe_join(parts: Any) -> str:
+    return "\n".join(dict.fromkeys(p.strip() for p in parts if p and p.strip()))
+
+
+def _mean_unit(vecs: np.ndarray) -> np.ndarray:
+    m = np.asarray(vecs, np.float32).mean(axis=0)
+    return (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)
+
+
+def _summary(name: str, clips: list[Clip]) -> str:
+    """A bounded digest of the whole video for the video-level text index."""
+    parts = [f"Video: {name}."]
+    speech = " ".join(c.transcript for c in clips if c.transcript)
+    shown = _dedupe_join(line for c in clips for line in c.ocr_text.splitlines())
+    captions = " ".join(c.caption for c in clips if c.caption)
+    if captions:
+        parts.append("Seen: " + captions[: SUMMARY_CHARS // 2])
+    if speech:
+        parts.append("Said: " + speech[: SUMMARY_CHARS // 2])
+    if shown:
+        parts.append("Shown: " + shown.replace("\n", "; ")[: SUMMARY_CHARS // 4])
+    return " ".join(parts)[:SUMMARY_CHARS]

@@ -1,0 +1,145 @@
+"""From sampled frames to shots, clips and scenes.
+
+Shots: a cut is where the colour histogram of consecutive sampled frames
+changes by more than ``cut_threshold`` (half the L1 distance of normalised
+HSV histograms, so 0 = identical, 1 = disjoint). Sampling at ``cut_fps``
+(default 4) places a cut within 1/cut_fps seconds of the true one.
+
+Clips: each shot cut into pieces of at most ``clip_seconds``; a shot longer
+than that is split into equal parts. Shots shorter than ``min_clip_seconds``
+(flashes, slivers) merge into the shot that follows.
+
+Scenes: runs of adjacent clips whose mean histograms are alike, up to
+``scene_max_seconds``.
+
+The segmenter is streaming: it holds the frames of the current shot only,
+and at most two clips' worth of them, so memory stays flat on long videos.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+H_BINS, S_BINS, V_BINS = 16, 4, 4
+THUMB = 64  # histograms are taken on a frame shrunk to about this width
+
+
+@dataclass
+class SampledFrame:
+    ts: float  # presentation time, seconds
+    rgb: np.ndarray | None  # kept only for frames perception will look at
+    hist: np.ndarray  # normalised HSV histogram
+
+
+@dataclass
+class ClipSpan:
+    idx: int
+    start: float
+    end: float
+    shot: int
+    frames: list[SampledFrame] = field(default_factory=list)
+
+    @property
+    def hist(self) -> np.ndarray:
+        return np.mean([f.hist for f in self.frames], axis=0) if self.frames else np.zeros(H_BINS * S_BINS * V_BINS)
+
+
+def histogram(rgb: np.ndarray) -> np.ndarray:
+    """Normalised HSV colour histogram of an RGB uint8 frame (256 bins)."""
+    step = max(1, rgb.shape[1] // THUMB)
+    small = rgb[::step, ::step].astype(np.float32) / 255.0
+    r, g, b = small[..., 0], small[..., 1], small[..., 2]
+    mx, mn = small.max(-1), small.min(-1)
+    delta = mx - mn
+    safe = np.where(delta == 0, 1.0, delta)
+    h = np.where(mx == r, ((g - b) / safe) % 6, np.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4)) / 6.0
+    h = np.where(delta == 0, 0.0, h)
+    s = np.where(mx == 0, 0.0, delta / np.where(mx == 0, 1.0, mx))
+    hi = np.minimum((h * H_BINS).astype(int), H_BINS - 1)
+    si = np.minimum((s * S_BINS).astype(int), S_BINS - 1)
+    vi = np.minimum((mx * V_BINS).astype(int), V_BINS - 1)
+    codes = (hi * S_BINS + si) * V_BINS + vi
+    hist = np.bincount(codes.ravel(), minlength=H_BINS * S_BINS * V_BINS).astype(np.float32)
+    return hist / max(hist.sum(), 1.0)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Half the L1 distance of two normalised histograms, in [0, 1]."""
+    return float(0.5 * np.abs(a - b).sum())
+
+
+class Segmenter:
+    """Feed frames in time order; get finished clips back as soon as they are known."""
+
+    def __init__(self, clip_seconds: float = 10.0, min_clip_seconds: float = 1.0, cut_threshold: float = 0.35):
+        self.clip_seconds = clip_seconds
+        self.min_clip_seconds = min_clip_seconds
+        self.cut_threshold = cut_threshold
+        self._shot_start: float | None = None
+        self._shot_frames: list[SampledFrame] = []
+        self._prev: SampledFrame | None = None
+        self._clip_idx = 0
+        self._shot_idx = 0
+        self.cuts: list[float] = []
+
+    @property
+    def last_ts(self) -> float:
+        """Time of the last frame pushed (0 before any)."""
+        return self._prev.ts if self._prev is not None else 0.0
+
+    def push(self, frame: SampledFrame) -> Iterator[ClipSpan]:
+        if self._shot_start is None:
+            self._shot_start = 0.0 if frame.ts < 0.5 else frame.ts
+        elif self._prev is not None and distance(self._prev.hist, frame.hist) > self.cut_threshold:
+            if frame.ts - self._shot_start >= self.min_clip_seconds:
+                self.cuts.append(frame.ts)
+                yield from self._close_shot(frame.ts)
+                self._shot_start = frame.ts
+        self._prev = frame
+        self._shot_frames.append(frame)
+        # Bounded memory: a long shot gives up its first clip once two clips' worth is buffered.
+        while self._shot_frames and frame.ts - self._shot_start >= 2 * self.clip_seconds:
+            yield self._emit(self._shot_start, self._shot_start + self.clip_seconds)
+
+    def finish(self, duration: float) -> Iterator[ClipSpan]:
+        if self._shot_start is not None:
+            yield from self._close_shot(max(duration, self._shot_start))
+
+    def _close_shot(self, end: float) -> Iterator[ClipSpan]:
+        start = self._shot_start
+        assert start is not None
+        n = max(1, math.ceil((end - start) / self.clip_seconds - 1e-9))
+        step = (end - start) / n
+        for i in range(n):
+            yield self._emit(start + i * step, end if i == n - 1 else start + (i + 1) * step)
+        self._shot_idx += 1
+
+    def _emit(self, start: float, end: float) -> ClipSpan:
+        mine = [f for f in self._shot_frames if f.ts < end]
+        self._shot_frames = [f for f in self._shot_frames if f.ts >= end]
+        clip = ClipSpan(self._clip_idx, start, end, self._shot_idx, mine)
+        self._clip_idx += 1
+        self._shot_start = end
+        return clip
+
+
+def group_scenes(
+    clips: list[ClipSpan], similarity: float = 0.75, max_seconds: float = 180.0
+) -> list[list[int]]:
+    """Indices of clips grouped into scenes: adjacent, alike, not too long."""
+    scenes: list[list[int]] = []
+    for i, clip in enumerate(clips):
+        if scenes:
+            cur = scenes[-1]
+            first, prev = clips[cur[0]], clips[cur[-1]]
+            same_shot = prev.shot == clip.shot
+            alike = 1.0 - distance(prev.hist, clip.hist) >= similarity
+            if (same_shot or alike) and clip.end - first.start <= max_seconds:
+                cur.append(i)
+                continue
+        scenes.append([i])
+    return scenes

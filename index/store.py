@@ -1,0 +1,321 @@
+"""The library on disk: SQLite rows (SQLAlchemy 2.0) plus FAISS vector files.
+
+Layout of a library directory::
+
+    library.db              videos, scenes, clips, frames, words, texts (+ FTS5)
+    vectors/<level>.<modality>.faiss   one FAISS index per (level, modality)
+
+Every row carries ``start``/``end`` seconds, so any hit is a moment. FAISS ids
+are the SQLite row ids of the table the level names (frames, clips, scenes,
+videos for visual vectors; texts for text vectors). The schema grows by an
+append-only list of migrations; ``meta.schema_version`` says how far it got.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from vdisc.errors import LibraryError
+
+from .vectors import VectorIndex
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[str] = mapped_column(String)
+
+
+class ModelRow(Base):
+    """A model that produced stored vectors or texts (id, revision, dim, preprocessing)."""
+
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    role: Mapped[str] = mapped_column(String)
+    key: Mapped[str] = mapped_column(String, unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Video(Base):
+    __tablename__ = "videos"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(String, unique=True)
+    name: Mapped[str] = mapped_column(String)
+    fingerprint: Mapped[str] = mapped_column(String, index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    duration: Mapped[float] = mapped_column(Float)
+    fps: Mapped[float] = mapped_column(Float)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    has_audio: Mapped[bool]
+    status: Mapped[str] = mapped_column(String, default="indexing")  # indexing | done
+    channels: Mapped[list[Any]] = mapped_column(JSON, default=list)  # roles that contributed
+    decoder: Mapped[str] = mapped_column(String, default="")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    indexed_at: Mapped[str] = mapped_column(String, default="")
+
+
+class Scene(Base):
+    __tablename__ = "scenes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+
+
+class Clip(Base):
+    __tablename__ = "clips"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    scene_id: Mapped[int | None] = mapped_column(ForeignKey("scenes.id", ondelete="CASCADE"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    shot: Mapped[int] = mapped_column(Integer)  # clips cut from one shot share it
+    transcript: Mapped[str] = mapped_column(Text, default="")
+    ocr_text: Mapped[str] = mapped_column(Text, default="")
+    caption: Mapped[str] = mapped_column(Text, default="")
+    caption_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+
+
+class Frame(Base):
+    __tablename__ = "frames"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), index=True)
+    ts: Mapped[float] = mapped_column(Float)
+
+
+class Word(Base):
+    __tablename__ = "words"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    clip_id: Mapped[int | None] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), index=True)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(String)
+    prob: Mapped[float] = mapped_column(Float, default=1.0)
+
+
+class TextChunk(Base):
+    """Searchable text of one unit (clip, scene, video) in one modality."""
+
+    __tablename__ = "texts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    level: Mapped[str] = mapped_column(String)  # clip | scene | video
+    unit_id: Mapped[int] = mapped_column(Integer)  # clips.id / scenes.id / videos.id
+    modality: Mapped[str] = mapped_column(String)  # speech | ocr | caption | summary
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+
+
+UNIT_TABLES = {"video": Video, "scene": Scene, "clip": Clip, "frame": Frame}
+
+
+def _migration_1(conn: Any) -> None:
+    Base.metadata.create_all(conn)
+    # Words for BM25: porter stemming so "launches" finds "launch".
+    conn.execute(text(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS texts_fts USING fts5("
+        "text, content='texts', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')"
+    ))
+    conn.execute(text(
+        "CREATE TRIGGER IF NOT EXISTS texts_ai AFTER INSERT ON texts BEGIN "
+        "INSERT INTO texts_fts(rowid, text) VALUES (new.id, new.text); END"
+    ))
+    conn.execute(text(
+        "CREATE TRIGGER IF NOT EXISTS texts_ad AFTER DELETE ON texts BEGIN "
+        "INSERT INTO texts_fts(texts_fts, rowid, text) VALUES ('delete', old.id, old.text); END"
+    ))
+
+
+# Append-only: migration N brings the schema from version N-1 to N.
+MIGRATIONS = [_migration_1]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+class Store:
+    """SQLite + FAISS for one library directory."""
+
+    def __init__(self, home: Path, create: bool = True, gpu: bool = False) -> None:
+        self.home = Path(home)
+        self.db_path = self.home / "library.db"
+        self.vectors_dir = self.home / "vectors"
+        if not self.db_path.exists() and not create:
+            raise LibraryError(f"no library at {self.home}; index a video first (vdisc index PATH)")
+        if create:
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.vectors_dir.mkdir(exist_ok=True, mode=0o700)
+        self.gpu = gpu
+        self.engine = create_engine(f"sqlite:///{self.db_path}")
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._indexes: dict[tuple[str, str], VectorIndex] = {}
+        self._migrate()
+
+    # ---- schema -------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"))
+            row = conn.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise LibraryError(
+                    f"library {self.home} has schema {version}, newer than this vdisc ({SCHEMA_VERSION}); upgrade vdisc"
+                )
+            for n in range(version, SCHEMA_VERSION):
+                MIGRATIONS[n](conn)
+            conn.execute(
+                text("INSERT INTO meta(key, value) VALUES ('schema_version', :v) "
+                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value"),
+                {"v": str(SCHEMA_VERSION)},
+            )
+
+    @property
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text("SELECT value FROM meta WHERE key='schema_version'")).scalar_one())
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # ---- models -------------------------------------------------------------
+    def model_id(self, session: Session, spec: Any) -> int:
+        """The row id of the model with this spec, inserting it on first use."""
+        row = session.scalar(select(ModelRow).where(ModelRow.key == spec.key))
+        if row is None:
+            row = ModelRow(role=spec.role, key=spec.key, spec=spec.model_dump())
+            session.add(row)
+            session.flush()
+        return row.id
+
+    # ---- vectors ------------------------------------------------------------
+    def vectors(self, level: str, modality: str) -> VectorIndex:
+        key = (level, modality)
+        if key not in self._indexes:
+            self._indexes[key] = VectorIndex(self.vectors_dir / f"{level}.{modality}.faiss", gpu=self.gpu)
+        return self._indexes[key]
+
+    def vector_indexes(self) -> Iterator[VectorIndex]:
+        """Every vector index on disk (level, modality read from the file name)."""
+        for path in sorted(self.vectors_dir.glob("*.faiss")):
+            level, modality = path.name.split(".")[:2]
+            yield self.vectors(level, modality)
+
+    # ---- videos -------------------------------------------------------------
+    def find_video(self, session: Session, ref: str | int) -> Video | None:
+        """A video by id, exact path, or file name."""
+        if isinstance(ref, int) or str(ref).isdigit():
+            return session.get(Video, int(ref))
+        path = str(Path(ref).expanduser().resolve())
+        v = session.scalar(select(Video).where(Video.path == path))
+        if v is None:
+            v = session.scalars(select(Video).where(Video.name == Path(ref).name)).first()
+        return v
+
+    def delete_video(self, video_id: int) -> None:
+        """Remove a video's vectors, then its rows, keeping FAISS and SQLite in step."""
+        with self.session() as s:
+            ids = {
+                "frame": s.scalars(select(Frame.id).where(Frame.video_id == video_id)).all(),
+                "clip": s.scalars(select(Clip.id).where(Clip.video_id == video_id)).all(),
+                "scene": s.scalars(select(Scene.id).where(Scene.video_id == video_id)).all(),
+                "video": [video_id],
+            }
+            text_ids = s.scalars(select(TextChunk.id).where(TextChunk.video_id == video_id)).all()
+        for index in self.vector_indexes():
+            doomed = text_ids if index.modality != "visual" else ids.get(index.level, [])
+            if doomed and index.remove(doomed):
+                index.save()
+        with self.session() as s, s.begin():
+            for table in (TextChunk, Word, Frame, Clip, Scene):
+                s.execute(delete(table).where(table.video_id == video_id))
+            s.execute(delete(Video).where(Video.id == video_id))
+
+    # ---- FTS ----------------------------------------------------------------
+    def fts(self, session: Session, query: str, limit: int = 50, **filters: Any) -> list[tuple[TextChunk, float]]:
+        """BM25 matches for the words of ``query`` (any word may match), best first."""
+        match = fts_query(query)
+        if not match:
+            return []
+        sql = (
+            "SELECT texts.id, bm25(texts_fts) AS rank FROM texts_fts JOIN texts ON texts.id = texts_fts.rowid "
+            "WHERE texts_fts MATCH :match"
+        )
+        params: dict[str, Any] = {"match": match, "limit": limit}
+        for col in ("video_id", "level", "modality"):
+            if filters.get(col) is not None:
+                sql += f" AND texts.{col} = :{col}"
+                params[col] = filters[col]
+        sql += " ORDER BY rank, texts.id LIMIT :limit"
+        rows = session.execute(text(sql), params).all()
+        chunks = {c.id: c for c in session.scalars(select(TextChunk).where(TextChunk.id.in_([r[0] for r in rows])))}
+        return [(chunks[r[0]], -float(r[1])) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                name: int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
+                for name in ("videos", "scenes", "clips", "frames", "words", "texts")
+            }
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers see a snapshot while an index run writes
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+# English words too common to say anything about a moment.
+STOPWORDS = frozenset(
+    "a an and are as at be been but by can could did do does for from had has have he her his how i if in into is "
+    "it its me my no not of on or our she so than that the their them then there these they this those to was we "
+    "were what when where which while who why will with would you your".split()
+)
+
+
+def fts_query(query: str) -> str:
+    """An FTS5 MATCH string from free text: each word quoted (so no syntax leaks), OR-ed."""
+    words = [w for w in re.findall(r"\w+", query.lower()) if w not in STOPWORDS]
+    if not words:
+        words = re.findall(r"\w+", query.lower())
+    seen = dict.fromkeys(words)
+    return " OR ".join(f'"{w}"' for w in seen)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+__all__ = [
+    "Store", "Video", "Scene", "Clip", "Frame", "Word", "TextChunk", "ModelRow", "UNIT_TABLES",
+    "SCHEMA_VERSION", "fts_query", "now_iso",
+]

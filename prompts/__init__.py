@@ -1,0 +1,1 @@
+"""Prompt texts for the planner, one file per prompt, loaded with importlib.resources."""
