@@ -12,9 +12,11 @@ half a video. Progress is reported through a callback in media seconds.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -155,11 +157,39 @@ class Indexer:
         st, reg, name = self.settings, self.registry, path.name
         channels: list[str] = []
 
-        words = self._speech(path, info, name)
+        # Speech runs in a thread beside the frame pass: both spend their time in native
+        # code that releases the GIL (CTranslate2, FFmpeg), so two cores overlap them.
+        asr = reg.get("asr") if info.has_audio else None
+        visual, ocr, captioner = reg.get("visual"), reg.get("ocr"), reg.get("caption")
+        speech = ThreadPoolExecutor(1, thread_name_prefix="vdisc-asr") if asr is not None else None
+        words_future = speech.submit(self._speech, asr, path, info, name) if speech is not None else None
+        try:
+            results, decoder = self._frames(path, info, name, visual, ocr, captioner, report)
+        finally:
+            if speech is not None:
+                speech.shutdown(wait=True)
+        words = words_future.result() if words_future is not None else None
         if words is not None:
             channels.append("speech")
 
-        visual, ocr, captioner = reg.get("visual"), reg.get("ocr"), reg.get("caption")
+        if visual is not None:
+            channels.append("visual")
+        if ocr is not None:
+            channels.append("ocr")
+        if captioner is not None:
+            channels.append("caption")
+        starts = [r.span.start for r in results]
+        for w in words or []:  # a word belongs to the clip holding its midpoint
+            host = max(bisect.bisect_right(starts, 0.5 * (w.start + w.end)) - 1, 0)
+            results[host].words.append(w)
+
+        scenes = group_scenes([r.span for r in results], st.scene_similarity, st.scene_max_seconds)
+        self._store(video_id, path, info, results, scenes, channels, decoder, report)
+
+    def _frames(self, path: Path, info: decode.VideoInfo, name: str, visual: Any, ocr: Any, captioner: Any,
+                report: IndexReport) -> tuple[list[_ClipResult], str]:
+        """Decode, cut into clips and perceive them in batches; frames are dropped once perceived."""
+        st = self.settings
         segmenter = Segmenter(st.clip_seconds, st.min_clip_seconds, st.cut_threshold)
         results: list[_ClipResult] = []
         pending: list[_ClipResult] = []
@@ -193,30 +223,12 @@ class Indexer:
         if not results:
             raise DecodeError(f"{path}: no frames could be decoded")
         self.progress(Progress(video=name, stage="frames", done=info.duration, total=info.duration))
-
-        if visual is not None:
-            channels.append("visual")
-        if ocr is not None:
-            channels.append("ocr")
-        if captioner is not None:
-            channels.append("caption")
-        for w in words or []:
-            mid = 0.5 * (w.start + w.end)
-            host = next((r for r in results if r.span.start <= mid < r.span.end), results[-1])
-            host.words.append(w)
-
-        scenes = group_scenes([r.span for r in results], st.scene_similarity, st.scene_max_seconds)
-        self._store(video_id, path, info, results, scenes, channels, reader.name, report)
+        return results, reader.name
 
     def _open(self, path: Path) -> decode.VideoReader:
         return decode.open_video(path, backend=self.settings.decoder)
 
-    def _speech(self, path: Path, info: decode.VideoInfo, name: str) -> list[Any] | None:
-        if not info.has_audio:
-            return None
-        asr = self.registry.get("asr")
-        if asr is None:
-            return None
+    def _speech(self, asr: Any, path: Path, info: decode.VideoInfo, name: str) -> list[Any]:
         self.progress(Progress(video=name, stage="speech", done=0.0, total=info.duration))
         audio = decode.read_audio(path, sample_rate=16000)
         words = asr.transcribe(audio, on_progress=lambda t: self.progress(
