@@ -502,6 +502,15 @@ class _BaseReader:
         if self._closed:
             raise ValueError(f"{self.path}: reader is closed")
 
+    def frames(self, fps: float = 1.0, max_side: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
+        """Yield ``(pts_seconds, rgb_uint8_HxWx3)`` for the grid ``k / fps`` (see the module docstring)."""
+        self._check_open()
+        size = _target_size(self.info.width, self.info.height, max_side)
+        return self._frames(_grid_list(_check_fps(fps), self.info.duration), size)
+
+    def _frames(self, times: list[float], size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray]]:
+        raise NotImplementedError
+
     def close(self) -> None:
         self._closed = True
 
@@ -586,13 +595,6 @@ class PyAVReader(_BaseReader):
                 continue
             bad = 0
             yield from frames
-
-    def frames(self, fps: float = 1.0, max_side: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
-        self._check_open()
-        fps = _check_fps(fps)
-        size = _target_size(self.info.width, self.info.height, max_side)
-        times = _grid_list(fps, self.info.duration)
-        return self._frames(times, size)
 
     def _frames(self, times: list[float], size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray]]:
         container = _open_container(self.path)
@@ -879,14 +881,10 @@ class DecordReader(_BaseReader):
             )
         return self._resized[size]
 
-    def frames(self, fps: float = 1.0, max_side: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
-        self._check_open()
-        fps = _check_fps(fps)
-        size = _target_size(self.info.width, self.info.height, max_side)
-        picks = _pick_indices(self._pts, _grid_list(fps, self.info.duration))
-        return self._frames(picks, size)
+    def _frames(self, times: list[float], size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray]]:
+        return self._frames_at(_pick_indices(self._pts, times), size)
 
-    def _frames(self, picks: list[int], size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray]]:
+    def _frames_at(self, picks: list[int], size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray]]:
         try:
             vr = self._reader(size)
         except Exception as exc:  # noqa: BLE001
@@ -953,13 +951,6 @@ class TorchCodecReader(_BaseReader):
     def close(self) -> None:
         self._decoders.clear()
         super().close()
-
-    def frames(self, fps: float = 1.0, max_side: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
-        self._check_open()
-        fps = _check_fps(fps)
-        size = _target_size(self.info.width, self.info.height, max_side)
-        times = _grid_list(fps, self.info.duration)
-        return self._frames(times, size)
 
     def _frames(self, times: list[float], size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray]]:
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -134,6 +135,11 @@ class Indexer:
             self._index_new(path, info, fingerprint, report)
         except VdiscError as exc:
             report.reason = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
+            if os.environ.get("VDISC_DEBUG"):
+                raise
+            log.debug("indexing %s failed", path, exc_info=True)
+            report.reason = f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         report.seconds = round(time.monotonic() - t0, 3)
         return report
 
