@@ -21,8 +21,10 @@ from vdisc.config import Settings
 from vdisc.errors import ConfigError, DecodeError, LibraryError, ModelUnavailable, VdiscError
 
 if TYPE_CHECKING:
+    from vdisc.agent.answer import Answer
     from vdisc.index.pipeline import IndexReport, ProgressFn
     from vdisc.index.store import Store
+    from vdisc.tools.inspect import InspectResult
     from vdisc.tools.search import SearchResult
 
 __version__ = "0.1.0"
@@ -129,12 +131,79 @@ class Library:
         video: str | int | None = None,
         level: str | None = None,
         modality: str | None = None,
+        within: tuple[float, float] | None = None,
+        after: float | None = None,
+        before: float | None = None,
     ) -> "SearchResult":
-        """Ranked moments for ``query`` across all videos (or one ``video``)."""
+        """Ranked moments for ``query`` across all videos (or one ``video``), optionally in a time window."""
         from vdisc.tools.search import search
 
-        return search(self._existing_store(), self.registry, query, top_k=top_k, video=video, level=level,
-                      modality=modality)
+        return search(self._context(), query, top_k=top_k, video=video, level=level, modality=modality,
+                      within=within, after=after, before=before)
+
+    def ask(
+        self,
+        question: str,
+        *,
+        video: str | int | None = None,
+        llm: Any = None,
+        max_steps: int = 12,
+        max_seconds: float = 120.0,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> "Answer":
+        """Answer a question with moments: an agent searches, inspects and grounds.
+
+        ``llm`` is a model reference (``"openai:gpt-4o-mini"``, or a model name
+        served at VDISC_LLM_BASE_URL) or a LangChain chat model; by default the
+        configured VDISC_LLM_MODEL, and with none the offline planner (no LLM).
+        ``on_event`` receives each tool call and observation as it happens.
+        """
+        from vdisc.agent.graph import run_agent
+        from vdisc.agent.toolbox import Toolbox
+
+        if not question.strip():
+            raise ConfigError("the question is empty")
+        if max_steps < 1:
+            raise ConfigError("--max-steps must be at least 1")
+        ctx = self._context()
+        if video is not None:
+            with ctx.store.session() as s:
+                video = ctx.video(s, video).name
+        answer = run_agent(self._planner(llm), Toolbox(ctx, video), question, video=video, max_steps=max_steps,
+                           max_seconds=max_seconds, on_event=on_event)
+        with ctx.store.session() as s:  # so notebooks can show thumbnails
+            from sqlalchemy import select
+
+            from vdisc.index.store import Video
+
+            answer._paths = dict(s.execute(select(Video.name, Video.path)).all())
+        return answer
+
+    def inspect(self, video: str | int, start: float, end: float, question: str, **options: Any) -> "InspectResult":
+        """Zoom in on ``start``-``end`` seconds of a video: frames, words spoken and shown, best sub-window."""
+        from vdisc.tools.inspect import inspect
+
+        return inspect(self._context(), str(video), start, end, question, **options)
+
+    def _planner(self, llm: Any) -> Any:
+        from vdisc.agent.llm import LLMPlanner
+        from vdisc.agent.offline import OfflinePlanner
+
+        if llm is None:
+            chat = self.registry.get("llm")
+            if chat is None:
+                if self.notify:
+                    self.notify("no LLM configured (set VDISC_LLM_MODEL or --llm); using the offline planner")
+                return OfflinePlanner()
+            return LLMPlanner(chat.model, chat.where)
+        if isinstance(llm, str):
+            if llm in ("offline", "none"):
+                return OfflinePlanner()
+            from vdisc.index.models import llm as llm_models
+
+            chat = llm_models.load(llm)
+            return LLMPlanner(chat.model, chat.where)
+        return LLMPlanner(llm, type(llm).__name__)
 
     def videos(self) -> list[VideoEntry]:
         """The indexed videos, oldest first."""
@@ -173,6 +242,11 @@ class Library:
             out["vectors"] = {f"{ix.level}.{ix.modality}": {"count": len(ix), "model": ix.model_key}
                               for ix in self.store.vector_indexes()}
         return out
+
+    def _context(self) -> Any:
+        from vdisc.tools.context import ToolContext
+
+        return ToolContext(self._existing_store(), self.registry, self.settings)
 
     def _existing_store(self) -> "Store":
         """The store, or LibraryError if nothing was ever indexed here (reading never creates one)."""

@@ -12,7 +12,11 @@ the rest of the code never touches a decoding library directly.
   ``"torchcodec"``. ``"auto"`` tries :data:`BACKENDS` in order and falls back
   to the next one when a backend is missing or cannot open the file.
 * :meth:`VideoReader.frames` streams one RGB frame per grid time
-  ``t_k = k / fps`` (``k = 0, 1, ...`` while ``t_k < duration``): the frame
+  ``t_k = start + k / fps`` (``k = 0, 1, ...`` while ``t_k < min(end,
+  duration)``; by default ``start = 0`` and ``end = None``, i.e. the whole
+  video, and then there is always at least ``t_0 = 0``). A negative
+  ``start`` counts as 0; a window with ``start >= end``, or starting at or
+  after the end of the video, yields nothing. Each grid time gets the frame
   *displayed* at ``t_k``, i.e. the one with the largest presentation timestamp
   ``<= t_k + 1e-6`` (the first frame if the video starts later). It yields
   ``(pts, rgb)`` with the frame's true pts in seconds relative to the start of
@@ -25,7 +29,12 @@ the rest of the code never touches a decoding library directly.
   each one converts colours and scales with its own settings.
 * The PyAV reader decodes sequentially (frame threading) and converts only the
   sampled frames to RGB; when the grid step is several keyframe intervals it
-  seeks instead, checking that each seek landed at or before its target.
+  seeks instead, checking that each seek landed at or before its target. A
+  window with ``start > 0`` begins with such a seek (to the keyframe at or
+  before ``start``; further back if the index is coarse, from the beginning
+  as a last resort), so a few seconds deep inside a long video cost a few
+  seconds of decoding. decord and torchcodec index the window's frames
+  directly.
 * :func:`read_audio` decodes the default (else first) audio stream to float32
   mono at the requested rate, resampling in-process with PyAV's
   ``AudioResampler`` (no ffmpeg binary is ever run).
@@ -112,9 +121,9 @@ class VideoReader(Protocol):
     info: VideoInfo
 
     def frames(
-        self, fps: float = 1.0, max_side: int | None = None
+        self, fps: float = 1.0, max_side: int | None = None, start: float = 0.0, end: float | None = None
     ) -> Iterator[tuple[float, np.ndarray]]:
-        """Yield ``(pts_seconds, rgb_uint8_HxWx3)`` for the grid ``k / fps``."""
+        """Yield ``(pts_seconds, rgb_uint8_HxWx3)`` for the grid ``start + k / fps`` below ``min(end, duration)``."""
         ...
 
     def close(self) -> None: ...
@@ -229,19 +238,40 @@ def _check_fps(fps: float) -> float:
     return fps
 
 
-def _grid(fps: float, duration: float) -> Iterator[float]:
-    """t_k = k / fps while t_k < duration (always at least t_0 = 0)."""
+def _check_window(start: float, end: float | None) -> tuple[float, float | None]:
+    """Validated ``(start, end)``: ``start`` clamped to >= 0; ``end`` None or a number."""
+    start = float(start)
+    if math.isnan(start) or start == math.inf:
+        raise ValueError(f"start must be a finite number of seconds, got {start!r}")
+    start = max(0.0, start)
+    if end is not None:
+        end = float(end)
+        if math.isnan(end):
+            raise ValueError(f"end must be a number of seconds or None, got {end!r}")
+    return start, end
+
+
+def _grid(fps: float, duration: float, start: float = 0.0, end: float | None = None) -> Iterator[float]:
+    """t_k = start + k / fps while t_k < min(end, duration).
+
+    The full grid (``start == 0``, ``end`` None or > 0) always has at least
+    t_0 = 0, even when the duration is unknown (0); a window that starts at or
+    after its stop is empty.
+    """
+    stop = duration if end is None else min(end, duration)
+    if end is not None and start >= end:
+        return
     k = 0
     while True:
-        t = k / fps
-        if k > 0 and t >= duration:
+        t = start + k / fps
+        if t >= stop and not (k == 0 and start == 0):
             return
         yield t
         k += 1
 
 
-def _grid_list(fps: float, duration: float) -> list[float]:
-    return list(_grid(fps, duration))
+def _grid_list(fps: float, duration: float, start: float = 0.0, end: float | None = None) -> list[float]:
+    return list(_grid(fps, duration, start, end))
 
 
 def _pick_indices(pts: np.ndarray, times: list[float]) -> list[int]:
@@ -502,11 +532,18 @@ class _BaseReader:
         if self._closed:
             raise ValueError(f"{self.path}: reader is closed")
 
-    def frames(self, fps: float = 1.0, max_side: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
-        """Yield ``(pts_seconds, rgb_uint8_HxWx3)`` for the grid ``k / fps`` (see the module docstring)."""
+    def frames(
+        self, fps: float = 1.0, max_side: int | None = None, start: float = 0.0, end: float | None = None
+    ) -> Iterator[tuple[float, np.ndarray]]:
+        """Yield ``(pts_seconds, rgb_uint8_HxWx3)`` for the grid ``start + k / fps`` below
+        ``min(end, duration)`` (see the module docstring)."""
         self._check_open()
         size = _target_size(self.info.width, self.info.height, max_side)
-        return self._frames(_grid_list(_check_fps(fps), self.info.duration), size)
+        start, end = _check_window(start, end)
+        times = _grid_list(_check_fps(fps), self.info.duration, start, end)
+        if not times:
+            return iter(())
+        return self._frames(times, size)
 
     def _frames(self, times: list[float], size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray]]:
         raise NotImplementedError
@@ -644,7 +681,12 @@ class PyAVReader(_BaseReader):
         can_seek = True
         seek_block = -math.inf  # no new seek until the grid passes this time
         state: dict[str, Any] = {}
-        it = self._decoded(container, vs, state)
+        it: Iterator[Any] | None = None
+        if times and times[0] > 0 and start is not None:
+            # a window deep in the file: start at a keyframe at or before it
+            it = self._seek_window(container, vs, times[0], start, tb, state)
+        if it is None:
+            it = self._decoded(container, vs, state)
 
         while gi < len(times):
             try:
@@ -744,6 +786,44 @@ class PyAVReader(_BaseReader):
                 continue
             return (float(frame.pts * tb) - start, frame), it
         return None, it
+
+    #: how far before a window's start to retry when a seek lands after it (s)
+    WINDOW_BACKOFF: tuple[float, ...] = (0.0, 10.0, 60.0)
+
+    def _seek_window(
+        self, container: Any, vs: Any, target: float, start: float, tb: Fraction, state: dict[str, Any]
+    ) -> Iterator[Any] | None:
+        """Decoded frames from a keyframe at or before relative time ``target`` (> 0).
+
+        Retries further back when the keyframe index is coarse and the seek
+        lands after ``target`` (correctness first); when no seek lands at or
+        before it, or seeking fails, seeks back to the beginning, and returns
+        None when even that fails (the caller then decodes on from where the
+        container is: the start, if no seek ever succeeded). Successful
+        window seeks count in :attr:`seeks`.
+        """
+        import itertools
+
+        for back in self.WINDOW_BACKOFF:
+            at = target - back
+            if at <= 0:
+                break
+            got = self._seek(container, vs, at, start, tb, state)
+            if got is None:  # seeking failed: go back to the start
+                break
+            if got[0] is not None and got[0][0] <= target + _EPS:
+                self.seeks += 1
+                return itertools.chain([got[0][1]], got[1])
+            log.debug(
+                "%s: window seek to %.3f landed at %s; trying further back",
+                self.path, at, "the end" if got[0] is None else f"{got[0][0]:.3f}",
+            )
+        got = self._seek(container, vs, -start if start else 0.0, start, tb, state)
+        if got is None:
+            return None
+        if got[0] is None:
+            return got[1]
+        return itertools.chain([got[0][1]], got[1])
 
     def _resume_after(
         self, t: float, kf_gap: float, container: Any, vs: Any, start: float, tb: Fraction, state: dict[str, Any]

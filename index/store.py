@@ -273,6 +273,12 @@ class Store:
             if filters.get(col) is not None:
                 sql += f" AND texts.{col} = :{col}"
                 params[col] = filters[col]
+        if filters.get("lo") is not None:  # keep texts that overlap [lo, hi]
+            sql += " AND texts.\"end\" > :lo"
+            params["lo"] = filters["lo"]
+        if filters.get("hi") is not None:
+            sql += " AND texts.start < :hi"
+            params["hi"] = filters["hi"]
         sql += " ORDER BY rank, texts.id LIMIT :limit"
         rows = session.execute(text(sql), params).all()
         chunks = {c.id: c for c in session.scalars(select(TextChunk).where(TextChunk.id.in_([r[0] for r in rows])))}

@@ -108,6 +108,13 @@ class VectorIndex:
         self._mtime = self.path.stat().st_mtime_ns
 
     # ---- reading ------------------------------------------------------------
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors for ``ids`` (rows in the same order)."""
+        index = self._fresh()
+        if index is None or not len(ids):
+            return np.zeros((0, self.dim or 0), np.float32)
+        return np.stack([index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
     def search(self, query: np.ndarray, k: int, allowed: Sequence[int] | None = None) -> list[tuple[int, float]]:
         """(id, inner product) pairs, best first; ``allowed`` restricts ids."""
         import faiss

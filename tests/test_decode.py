@@ -184,6 +184,96 @@ def test_pyav_recovers_when_a_seek_overshoots(long_coded: Path, monkeypatch: pyt
 
 
 # --------------------------------------------------------------------------- #
+# time windows: frames(start=, end=) for a dense look at a few seconds
+# --------------------------------------------------------------------------- #
+
+
+@needs_frames
+def test_window_samples_densely_inside_the_video(backend: str) -> None:
+    with open_video(FRAMES, backend) as reader:
+        frames = list(reader.frames(fps=4, start=6.1, end=7.0))
+    expected = [math.floor((6.1 + k / 4) * 25 + 1e-6) for k in range(4)]  # 6.1, 6.35, 6.6, 6.85
+    assert expected == [152, 158, 165, 171]
+    assert _numbers(frames) == expected
+    for n, (pts, rgb) in zip(expected, frames):
+        assert abs(pts - n / 25) < 1e-3
+        assert rgb.shape == (240, 320, 3) and rgb.dtype == np.uint8
+
+
+@needs_frames
+def test_window_clipping_and_empty_windows(backend: str) -> None:
+    with open_video(FRAMES, backend) as reader:
+        assert list(reader.frames(fps=4, start=12.0, end=14.0)) == []  # past the end
+        assert list(reader.frames(fps=4, start=10.0)) == []  # starts at the end
+        assert list(reader.frames(fps=4, start=7.0, end=6.0)) == []  # start > end
+        assert list(reader.frames(fps=4, start=5.0, end=5.0)) == []  # start == end
+        assert list(reader.frames(fps=4, start=-3.0, end=0.0)) == []  # clamped start == end
+        # end past the duration: cut at the duration
+        tail = _numbers(list(reader.frames(fps=2, start=8.2, end=30.0)))
+        assert tail == [math.floor((8.2 + k / 2) * 25 + 1e-6) for k in range(4)]
+        # negative start counts as 0
+        assert _numbers(list(reader.frames(fps=1, start=-2.5, end=3.0))) == [0, 25, 50]
+        # a window as dense as the video: every frame, once
+        assert _numbers(list(reader.frames(fps=50, start=4.0, end=4.4))) == list(range(100, 110))
+        # start=0 / end=None is the whole video
+        assert _numbers(list(reader.frames(fps=1, start=0.0, end=None))) == list(range(0, 250, 25))
+        with pytest.raises(ValueError):
+            reader.frames(fps=1, start=float("nan"))
+
+
+@needs_frames
+def test_pyav_window_seeks_instead_of_decoding_from_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_decoded = decode.PyAVReader._decoded
+    decoded: list[float] = []  # pts (s) of every frame the reader decoded
+
+    def recording(self, container, vs, state):  # noqa: ANN001
+        for frame in real_decoded(self, container, vs, state):
+            if frame.pts is not None:
+                decoded.append(float(frame.pts * vs.time_base))
+            yield frame
+
+    monkeypatch.setattr(decode.PyAVReader, "_decoded", recording)
+    with open_video(FRAMES, "pyav") as reader:
+        frames = list(reader.frames(fps=4, start=8.0, end=9.0))
+        assert reader.seeks == 1
+    assert _numbers(frames) == [200, 206, 212, 218]
+    # frame 200 is a keyframe (GOP 50): decoding starts there, not at frame 0
+    # (without the window seek the sparse-grid seek would only kick in after
+    # decoding the first two GOPs)
+    assert decoded and min(decoded) >= 8.0 - 1e-3, decoded[:5]
+    assert len(decoded) < 50, len(decoded)
+    # the whole-video grid never seeks
+    with open_video(FRAMES, "pyav") as reader:
+        list(reader.frames(fps=4))
+        assert reader.seeks == 0
+
+
+def test_pyav_window_recovers_when_the_seek_overshoots(long_coded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window seek that lands after the window start must not skip its first frames."""
+    real_seek = decode.PyAVReader._seek
+    calls = []
+
+    def bad_seek(self, container, vs, target, start, tb, state):  # noqa: ANN001
+        calls.append(target)
+        return real_seek(self, container, vs, target + (3.0 if len(calls) == 1 else 0.0), start, tb, state)
+
+    monkeypatch.setattr(decode.PyAVReader, "_seek", bad_seek)
+    with open_video(long_coded, "pyav") as reader:
+        frames = list(reader.frames(fps=4, start=30.1, end=31.0))
+    assert _numbers(frames) == [math.floor((30.1 + k / 4) * 25 + 1e-6) for k in range(4)]
+    assert len(calls) >= 2 and calls[1] < calls[0]
+
+
+def test_window_deep_in_a_longer_video(long_coded: Path, backend: str) -> None:
+    with open_video(long_coded, backend) as reader:
+        frames = list(reader.frames(fps=4, start=33.3, end=34.3, max_side=160))
+        if backend == "pyav":
+            assert reader.seeks == 1
+    assert _numbers(frames) == [math.floor((33.3 + k / 4) * 25 + 1e-6) for k in range(4)]
+    assert all(rgb.shape == (120, 160, 3) for _, rgb in frames)
+
+
+# --------------------------------------------------------------------------- #
 # probe
 # --------------------------------------------------------------------------- #
 

@@ -27,6 +27,8 @@ from sqlalchemy import select
 from vdisc.config import LEVELS, MODALITIES
 from vdisc.errors import ConfigError, LibraryError
 
+from .context import ToolContext
+
 RRF_K = 60  # the usual RRF constant: flattens the head so no single list dominates
 TEXT_FLOOR = 0.25  # cosine below which two sentence embeddings are unrelated
 DENSE_DEPTH = 20  # hits taken from each dense list
@@ -65,16 +67,26 @@ class _Unit:
 
 
 def search(
-    store: Any,
-    registry: Any,
+    ctx: ToolContext,
     query: str,
     *,
     top_k: int = 10,
     video: str | int | None = None,
     level: str | None = None,
     modality: str | None = None,
+    within: tuple[float, float] | None = None,
+    after: float | None = None,
+    before: float | None = None,
 ) -> SearchResult:
-    """Rank moments for ``query``; optional filters by video, level, modality."""
+    """Find the moments that best match a description, across all videos.
+
+    Hybrid search over speech, on-screen text, captions and visuals at clip,
+    scene, frame and video level. Describe what is said, shown or seen in
+    plain words. Optional filters: `video` (id or file name), `level`, `modality`,
+    and time windows in seconds: `within=[start, end]`, `after`, `before`
+    (moments overlapping the window are kept).
+    """
+    store, registry = ctx.store, ctx.registry
     from vdisc.index.store import TextChunk, Video
 
     query = query.strip()
@@ -86,6 +98,7 @@ def search(
         raise ConfigError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
     if top_k < 1:
         raise ConfigError("--top-k must be at least 1")
+    lo, hi = time_window(within, after, before)
 
     units: dict[tuple[str, int], _Unit] = {}
 
@@ -109,7 +122,7 @@ def search(
         # 1. words (BM25)
         if modality != "visual":
             for rank, (chunk, _) in enumerate(
-                store.fts(s, query, limit=FTS_DEPTH, video_id=video_id, level=level, modality=modality)
+                store.fts(s, query, limit=FTS_DEPTH, video_id=video_id, level=level, modality=modality, lo=lo, hi=hi)
             ):
                 vote(chunk.level, chunk.unit_id, rank, MODALITY_WEIGHT["words"], chunk.text, chunk.modality)
 
@@ -123,8 +136,8 @@ def search(
                 continue  # no model, or vectors from another model: their scores would be meaningless
             qvec = _query_vector(model, query, is_visual)
             allowed = None
-            if video_id is not None:
-                allowed = _ids_for_video(s, index, video_id)
+            if video_id is not None or lo is not None or hi is not None:
+                allowed = _allowed_ids(s, index, video_id, lo, hi)
             hits = index.search(qvec, DENSE_DEPTH, allowed=allowed)
             if not is_visual:
                 hits = [(i, sc) for i, sc in hits if sc >= TEXT_FLOOR]
@@ -151,15 +164,39 @@ def _query_vector(model: Any, query: str, visual: bool) -> np.ndarray:
     return (model.encode_texts([query]) if visual else model.encode([query]))[0]
 
 
-def _ids_for_video(session: Any, index: Any, video_id: int) -> list[int]:
-    from vdisc.index.store import UNIT_TABLES, TextChunk
+def time_window(within: tuple[float, float] | None, after: float | None,
+                before: float | None) -> tuple[float | None, float | None]:
+    """The [lo, hi] seconds a moment must overlap (None = open), from the three filters."""
+    lo, hi = (float(within[0]), float(within[1])) if within is not None else (None, None)
+    if after is not None:
+        lo = max(lo, float(after)) if lo is not None else float(after)
+    if before is not None:
+        hi = min(hi, float(before)) if hi is not None else float(before)
+    if lo is not None and hi is not None and hi <= lo:
+        raise ConfigError(f"empty time window: {lo:g}s to {hi:g}s")
+    return lo, hi
+
+
+def _allowed_ids(session: Any, index: Any, video_id: int | None, lo: float | None, hi: float | None) -> list[int]:
+    """Row ids of ``index`` that belong to the video and overlap [lo, hi]."""
+    from vdisc.index.store import UNIT_TABLES, TextChunk, Video
 
     if index.modality != "visual":
-        return list(session.scalars(select(TextChunk.id).where(
-            TextChunk.video_id == video_id, TextChunk.level == index.level, TextChunk.modality == index.modality)))
-    table = UNIT_TABLES[index.level]
-    col = table.id if index.level == "video" else table.video_id
-    return list(session.scalars(select(table.id).where(col == video_id)))
+        table, conds = TextChunk, [TextChunk.level == index.level, TextChunk.modality == index.modality]
+    else:
+        table, conds = UNIT_TABLES[index.level], []
+    if video_id is not None:
+        conds.append((table.id if table is Video else table.video_id) == video_id)
+    if table is Video:
+        if lo is not None:
+            conds.append(Video.duration > lo)
+    elif index.level == "frame":
+        conds += [table.ts >= lo] if lo is not None else []
+        conds += [table.ts < hi] if hi is not None else []
+    else:
+        conds += [table.end > lo] if lo is not None else []
+        conds += [table.start < hi] if hi is not None else []
+    return list(session.scalars(select(table.id).where(*conds)))
 
 
 def _materialise(session: Any, unit: _Unit) -> tuple[int, float, float, str]:

@@ -32,6 +32,7 @@ ENABLE_HINT = {
     "asr": "pip install 'vdisc[offline]' or set VDISC_ASR_MODEL",
     "ocr": "pip install 'vdisc[offline]'",
     "caption": "set VDISC_CAPTION_MODEL=hf:<model id> or openai:<model>",
+    "llm": "set VDISC_LLM_MODEL (and VDISC_LLM_BASE_URL for an OpenAI-compatible server)",
 }
 
 __all__ = ["Registry", "ModelSpec", "resolve_device", "ENABLE_HINT"]
@@ -72,7 +73,6 @@ class Registry:
             self.notify(f"{role} channel off: {exc}")
             return None
         if model is None:
-            self._reasons[role] = "off"
             if role == "caption" and self.settings.models["caption"] == "auto":
                 self.notify(f"captions off (no CUDA GPU); to enable: {ENABLE_HINT['caption']}")
         return model
@@ -116,6 +116,12 @@ class Registry:
                 entry["state"] = "not loaded"
             out[role] = entry
         return out
+
+
+def _load_llm(reg: Registry, ref: str) -> Any:
+    from . import llm
+
+    return llm.load(ref)
 
 
 def _load_visual(reg: Registry, ref: str) -> Any:
@@ -166,8 +172,8 @@ class _Captioned:
     def __init__(self, spec: ModelSpec, captioner: Any) -> None:
         self.spec, self.captioner = spec, captioner
 
-    def caption(self, clips: list[list[Any]]) -> list[str]:
-        return self.captioner.caption(clips)
+    def caption(self, clips: list[list[Any]], prompt: str | None = None) -> list[str]:
+        return self.captioner.caption(clips) if prompt is None else self.captioner.caption(clips, prompt)
 
 
 _LOADERS: dict[str, Callable[[Registry, str], Any]] = {
@@ -176,4 +182,5 @@ _LOADERS: dict[str, Callable[[Registry, str], Any]] = {
     "asr": _load_asr,
     "ocr": _load_ocr,
     "caption": _load_caption,
+    "llm": _load_llm,
 }

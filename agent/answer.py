@@ -1,0 +1,100 @@
+"""The result of `ask`: an answer with moments, evidence and the trace.
+
+Every span in an Answer comes from a tool observation: ``check_spans`` keeps
+only spans that lie inside a moment some tool returned (a small tolerance
+allowed), so a planner cannot invent a timestamp.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+SPAN_TOLERANCE = 1.0  # seconds a reported span may stick out of the observed moment
+
+
+class Span(BaseModel):
+    video: str
+    start: float
+    end: float
+    confidence: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class Moment(BaseModel):
+    """A timed thing a tool returned: the only source of answer spans."""
+
+    video: str
+    start: float
+    end: float
+    text: str = ""
+    score: float = 0.0
+
+
+class Observation(BaseModel):
+    step: int
+    tool: str
+    args: dict[str, Any]
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    moments: list[Moment] = []
+    seconds: float = 0.0
+
+
+class Evidence(BaseModel):
+    step: int
+    tool: str
+    video: str
+    start: float
+    end: float
+    text: str
+
+
+class Answer(BaseModel):
+    question: str
+    answer: str
+    spans: list[Span] = []
+    confidence: float = 0.0
+    evidence: list[Evidence] = []
+    steps: int = 0
+    planner: str = ""
+    budget_exhausted: bool = False
+    trace: list[dict[str, Any]] = []
+
+    def to_dict(self, trace: bool = False) -> dict[str, Any]:
+        """The JSON of `vdisc ask --json` (with the trace when asked)."""
+        keys = {"question", "answer", "spans", "confidence", "evidence", "steps", "planner"}
+        return self.model_dump(include=keys | ({"trace"} if trace else set()))
+
+    def _repr_html_(self) -> str:
+        from vdisc.agent.render import answer_html
+
+        return answer_html(self)
+
+
+def check_spans(spans: list[Span], observations: list[Observation]) -> tuple[list[Span], list[Span]]:
+    """(kept, dropped): a span is kept when an observed moment of the same video contains it."""
+    moments = [m for o in observations for m in o.moments]
+    kept, dropped = [], []
+    for sp in spans:
+        ok = sp.end >= sp.start and any(
+            m.video == sp.video and m.start - SPAN_TOLERANCE <= sp.start and sp.end <= m.end + SPAN_TOLERANCE
+            for m in moments
+        )
+        (kept if ok else dropped).append(sp)
+    return kept, dropped
+
+
+def hms(seconds: float) -> str:
+    """h:mm:ss for people (times are float seconds everywhere else)."""
+    seconds = max(0, int(round(float(seconds))))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def span_text(span: Span) -> str:
+    return f"{hms(span.start)}–{hms(span.end)} {span.video}"
+
+
+def escape(text: str) -> str:
+    return html.escape(text, quote=True)

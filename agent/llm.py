@@ -1,0 +1,98 @@
+"""The LLM planner: any LangChain chat model that can call tools.
+
+The model sees a system prompt (our text only), the user's question, its own
+tool calls, and tool results quoted inside <video-data> as tool messages.
+Text read from videos therefore only ever reaches it in the tool role,
+marked as data. Its final reply is one JSON object (prompts/answer_format).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
+
+from vdisc import prompts
+from vdisc.errors import VdiscError
+
+from .toolbox import Toolbox
+
+
+class LLMError(VdiscError):
+    """The chat model could not be reached or refused the request."""
+
+
+class LLMPlanner:
+    name = "llm"
+
+    def __init__(self, model: Any, describe: str = "") -> None:
+        self.model = model
+        self.describe = describe  # for error messages: which model / endpoint
+
+    def start(self, question: str, video: str | None, toolbox: Toolbox, max_steps: int) -> list[AnyMessage]:
+        self.tools_model = self.model.bind_tools(toolbox.schemas())
+        with toolbox.ctx.store.session() as s:
+            from sqlalchemy import func, select
+
+            from vdisc.index.store import Video
+
+            n_videos = s.scalar(select(func.count()).select_from(Video).where(Video.status == "done")) or 0
+        scope = f"questions are about the video {video}" if video else "questions may concern any of them"
+        system = prompts.render(
+            "planner_system", n_videos=n_videos, scope=scope, max_steps=max_steps,
+            tool_guidance=prompts.render("tool_guidance"), answer_format=prompts.render("answer_format"),
+        )
+        return [SystemMessage(content=system), HumanMessage(content=question)]
+
+    def plan(self, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
+        messages = list(state["messages"])
+        if must_answer:
+            note = HumanMessage(content=prompts.render("budget_exhausted", reason=must_answer))
+            reply = self._invoke(self.model, [*messages, note])
+            return {"messages": [note, reply], "final": parse_final(reply)}
+        reply = self._invoke(self.tools_model, messages)
+        calls = [{"id": c.get("id") or f"call_{i}", "name": c["name"], "args": c.get("args") or {}}
+                 for i, c in enumerate(getattr(reply, "tool_calls", None) or [])]
+        if calls:
+            return {"messages": [reply], "calls": calls}
+        return {"messages": [reply], "final": parse_final(reply)}
+
+    def _invoke(self, model: Any, messages: list[AnyMessage]) -> AIMessage:
+        try:
+            return model.invoke(messages)
+        except Exception as exc:  # noqa: BLE001 - provider errors differ; classify by text
+            raise LLMError(explain(exc, self.describe)) from None
+
+
+def parse_final(reply: Any) -> dict[str, Any]:
+    """The answer object in a final reply; plain prose becomes an answer with no spans."""
+    text = reply.content if isinstance(reply.content, str) else " ".join(
+        part.get("text", "") for part in reply.content if isinstance(part, dict))
+    for candidate in re.findall(r"\{.*\}", text, flags=re.DOTALL):
+        try:
+            obj = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and "answer" in obj:
+            return obj
+    return {"answer": text.strip(), "spans": [], "evidence": []}
+
+
+def explain(exc: Exception, where: str) -> str:
+    """One actionable line for a chat-model failure."""
+    msg = " ".join(str(exc).split())
+    low = msg.lower()
+    name = type(exc).__name__
+    if "connect" in low or name in ("APIConnectionError", "ConnectError", "ConnectionError"):
+        return f"cannot reach the LLM at {where}: is the server running? (check VDISC_LLM_BASE_URL)"
+    if "tool" in low and ("choice" in low or "not support" in low or "enable" in low):
+        return (f"the LLM server at {where} does not accept tool calls; for vLLM start it with "
+                "--enable-auto-tool-choice --tool-call-parser <parser> (e.g. hermes), for Ollama use a model "
+                "with tool support")
+    if "401" in msg or "unauthorized" in low or "api key" in low:
+        return f"the LLM at {where} rejected the API key; set VDISC_LLM_API_KEY (or OPENAI_API_KEY)"
+    if "404" in msg or "not found" in low:
+        return f"the LLM at {where} does not know this model; check VDISC_LLM_MODEL / --llm"
+    return f"the LLM at {where} failed: {name}: {msg[:200]}"

@@ -1,0 +1,103 @@
+"""The tools as the agent sees them: wrapped once from the plain functions in
+``vdisc.tools``. A tool's docstring is its description; its typed signature
+(minus the context) is its argument schema. Running a tool never raises: an
+error becomes an observation the planner reads."""
+
+from __future__ import annotations
+
+import inspect as pyinspect
+import json
+import time
+from typing import Any, Callable
+
+from pydantic import BaseModel, ValidationError, create_model
+
+from vdisc.tools.browse import browse
+from vdisc.tools.context import ToolContext
+from vdisc.tools.ground import ground
+from vdisc.tools.inspect import inspect
+from vdisc.tools.search import search
+
+from .answer import Moment, Observation
+
+TOOLS: dict[str, Callable[..., BaseModel]] = {"browse": browse, "search": search, "inspect": inspect, "ground": ground}
+
+
+def _args_model(name: str, fn: Callable[..., Any]) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for p in list(pyinspect.signature(fn).parameters.values())[1:]:  # skip ctx
+        default = ... if p.default is pyinspect.Parameter.empty else p.default
+        fields[p.name] = (p.annotation, default)
+    return create_model(f"{name.title()}Args", **fields)
+
+
+def _description(fn: Callable[..., Any]) -> str:
+    return " ".join((pyinspect.getdoc(fn) or "").split("\n\n")[0].split())
+
+
+class Toolbox:
+    """Runs tools by name for one library and scope; emits observations."""
+
+    def __init__(self, ctx: ToolContext, video: str | None = None) -> None:
+        self.ctx = ctx
+        self.video = video  # an ask scoped to one video pins every tool to it
+        self.models = {name: _args_model(name, fn) for name, fn in TOOLS.items()}
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """OpenAI-style function schemas, for chat models that call tools."""
+        out = []
+        for name, fn in TOOLS.items():
+            params = self.models[name].model_json_schema()
+            params.pop("title", None)
+            out.append({"type": "function",
+                        "function": {"name": name, "description": _description(fn), "parameters": params}})
+        return out
+
+    def run(self, step: int, name: str, args: dict[str, Any]) -> Observation:
+        t0 = time.monotonic()
+        obs = Observation(step=step, tool=name, args=dict(args))
+        try:
+            if name not in TOOLS:
+                raise ValueError(f"unknown tool {name!r}; tools are {', '.join(TOOLS)}")
+            if self.video is not None and "video" in self.models[name].model_fields:
+                args = {**args, "video": self.video}
+            parsed = self.models[name](**args)
+            result = TOOLS[name](self.ctx, **{k: getattr(parsed, k) for k in parsed.model_fields})
+            obs.result = result.model_dump()
+            obs.moments = moments_of(name, obs.result)
+        except ValidationError as exc:
+            obs.error = f"bad arguments for {name}: " + "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        except Exception as exc:  # noqa: BLE001 - tool failures are observations, never crashes
+            obs.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        obs.seconds = round(time.monotonic() - t0, 3)
+        return obs
+
+
+def moments_of(tool: str, result: dict[str, Any]) -> list[Moment]:
+    """The timed things in a tool result: what answer spans may cite."""
+    if tool == "search":
+        return [Moment(video=h["video"], start=h["start"], end=h["end"], text=h["snippet"], score=h["score"])
+                for h in result["hits"]]
+    if tool == "inspect":
+        v = result["video"]
+        out = [Moment(video=v, start=result["best_start"], end=result["best_end"], score=result["confidence"],
+                      text=f"best sub-window ({result['source']})"),
+               Moment(video=v, start=result["start"], end=result["end"], text="inspected window")]
+        out += [Moment(video=v, start=x["start"], end=x["end"], text=x["text"], score=x["score"])
+                for x in result["spoken"] + result["shown"]]
+        return out
+    if tool == "ground":
+        return [Moment(video=result["video"], start=result["start"], end=result["end"],
+                       text=result["evidence"] or result["source"], score=result["confidence"])]
+    if tool == "browse":
+        return [Moment(video=v["video"], start=s["start"], end=s["end"], text=s["said"] or s["shown"] or s["seen"])
+                for v in result["videos"] for s in v["scenes"]]
+    return []
+
+
+def as_data(obs: Observation) -> str:
+    """An observation as the chat model sees it: quoted, marked as video content."""
+    body = {"error": obs.error} if obs.error else obs.result
+    return (f'<video-data tool="{obs.tool}" step="{obs.step}">\n'
+            f"{json.dumps(body, ensure_ascii=False)}\n</video-data>")
