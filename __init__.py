@@ -106,8 +106,8 @@ class Library:
             self._registry = Registry(self.settings, notify=self.notify)
         return self._registry
 
-    def index(self, *paths: str | Path, force: bool = False) -> list["IndexReport"]:
-        """Index video files (folders are walked recursively); one report per file.
+    def index(self, *paths: "str | Path | list[str | Path]", force: bool = False) -> list["IndexReport"]:
+        """Index video files (folders are walked recursively; lists are accepted); one report per file.
 
         Unchanged files already in the library are skipped unless ``force``.
         A file that cannot be read yields a report with status "failed" and
@@ -115,11 +115,12 @@ class Library:
         """
         from vdisc.index.pipeline import Indexer, expand_paths
 
-        if not paths:
+        flat = [q for p in paths for q in (p if isinstance(p, (list, tuple)) else [p])]
+        if not flat:
             raise ConfigError("give at least one video file or folder to index")
-        files = expand_paths(list(paths))
+        files = expand_paths(flat)
         if not files:
-            raise DecodeError(f"no video files found in {', '.join(map(str, paths))}")
+            raise DecodeError(f"no video files found in {', '.join(map(str, flat))}")
         indexer = Indexer(self.settings, self.store, self.registry, self.progress)
         return [indexer.index(f, force=force) for f in files]
 
@@ -190,9 +191,9 @@ class Library:
         from vdisc.agent.offline import OfflinePlanner
 
         if llm is None:
-            chat = self.registry.get("llm")
+            chat = self.registry.get("llm")  # a configured model that fails to load was reported there
             if chat is None:
-                if self.notify:
+                if self.notify and self.registry.ref("llm").lower() in ("none", "off", ""):
                     self.notify("no LLM configured (set VDISC_LLM_MODEL or --llm); using the offline planner")
                 return OfflinePlanner()
             return LLMPlanner(chat.model, chat.where)

@@ -18,7 +18,7 @@ import typer
 
 app = typer.Typer(
     name="vdisc",
-    help="Find moments in long videos: index them, then search.",
+    help="Find moments in long videos: index them, search them, ask about them.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -121,7 +121,7 @@ def index(
     """Index videos into the library (speech, on-screen text, visuals, captions)."""
     show_bars = not quiet and not json_out and sys.stderr.isatty()
     with _ProgressBars(show_bars) as bars:
-        lib = _library(library, device, offline, progress=bars.update, quiet=quiet or json_out, visual=visual_model,
+        lib = _library(library, device, offline, progress=bars.update, quiet=quiet, visual=visual_model,
                        text=text_model, asr=asr_model, ocr=ocr_model, caption=caption_model)
         reports = lib.index(*paths, force=force)
     if json_out:
@@ -156,7 +156,7 @@ def search(
     text_model: Optional[str] = TextOpt,
 ) -> None:
     """Search the library: ranked moments, no agent."""
-    lib = _library(library, device, offline, quiet=json_out, visual=visual_model, text=text_model)
+    lib = _library(library, device, offline, visual=visual_model, text=text_model)
     result = lib.search(query, top_k=top_k, video=video, level=level, modality=modality)
     if json_out:
         _print_json(result.to_dict())
@@ -173,6 +173,104 @@ def search(
     for i, h in enumerate(result.hits, 1):
         table.add_row(str(i), h.video, h.level, fmt_time(h.start), fmt_time(h.end), f"{h.score:.4f}", h.snippet)
     Console().print(table)
+
+
+def parse_time(text: str) -> float:
+    """Seconds from '75', '75.5', '1:15' or '0:01:15'."""
+    from vdisc.errors import ConfigError
+
+    try:
+        parts = [float(p) for p in text.strip().split(":")]
+    except ValueError:
+        raise ConfigError(f"bad time {text!r}: use seconds, mm:ss or hh:mm:ss") from None
+    if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts):
+        raise ConfigError(f"bad time {text!r}: use seconds, mm:ss or hh:mm:ss")
+    seconds = 0.0
+    for p in parts:
+        seconds = seconds * 60 + p
+    return seconds
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    from vdisc.errors import ConfigError
+
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise ConfigError(f"bad window {text!r}: use START-END, e.g. 12:30-13:10")
+    return parse_time(start), parse_time(end)
+
+
+@app.command()
+@_cli_errors
+def ask(
+    question: str = typer.Argument(..., help="Your question about the videos"),
+    library: Optional[Path] = LibraryOpt,
+    video: Optional[str] = typer.Option(None, "--video", help="Only this video (id, path or file name)"),
+    llm: Optional[str] = typer.Option(None, "--llm", help="Chat model (provider:model, or a model at "
+                                      "VDISC_LLM_BASE_URL); 'offline' for no LLM [env VDISC_LLM_MODEL]"),
+    max_steps: int = typer.Option(12, "--max-steps", help="Most tool calls before answering"),
+    json_out: bool = JsonOpt,
+    trace: bool = typer.Option(False, "--trace", help="Show each step as it happens"),
+    device: Optional[str] = DeviceOpt,
+    offline: Optional[bool] = OfflineOpt,
+) -> None:
+    """Ask a question: an agent searches, inspects and grounds, then answers with moments."""
+
+    def show(event: dict[str, Any]) -> None:
+        if event["event"] == "tool":
+            args = ", ".join(f"{k}={v!r}" for k, v in event["args"].items())
+            typer.echo(f"[{event['step']}] {event['tool']}({args})", err=True)
+        else:
+            status = f"error: {event['error']}" if event["error"] else f"{event['moments']} moments"
+            typer.echo(f"    -> {status} in {event['seconds']:.2f} s", err=True)
+
+    lib = _library(library, device, offline)
+    answer = lib.ask(question, video=video, llm=llm, max_steps=max_steps, on_event=show if trace else None)
+    if json_out:
+        _print_json(answer.to_dict(trace=trace))
+        return
+    from vdisc.agent.answer import hms, span_text
+
+    typer.echo(answer.answer)
+    for sp in answer.spans:
+        typer.echo(f"  {span_text(sp)}  (confidence {sp.confidence:.2f})")
+    if answer.evidence:
+        typer.echo("evidence:")
+        for e in answer.evidence:
+            typer.echo(f"  {hms(e.start)}–{hms(e.end)} {e.video} [{e.tool}] {e.text}")
+    typer.echo(f"({answer.steps} tool calls, {answer.planner} planner)", err=True)
+
+
+@app.command("inspect")
+@_cli_errors
+def inspect_cmd(
+    video: str = typer.Argument(..., help="Video id, path or file name"),
+    window: str = typer.Argument(..., help="START-END as seconds, mm:ss or hh:mm:ss, e.g. 12:30-13:10"),
+    question: str = typer.Argument(..., help="What to look for in the window"),
+    library: Optional[Path] = LibraryOpt,
+    fps: float = typer.Option(4.0, "--fps", help="Frames per second to look at (capped at 48 frames)"),
+    json_out: bool = JsonOpt,
+    device: Optional[str] = DeviceOpt,
+    offline: Optional[bool] = OfflineOpt,
+) -> None:
+    """Zoom in on a window of a video: best sub-window, words spoken and shown."""
+    start, end = parse_window(window)
+    result = _library(library, device, offline).inspect(video, start, end, question, fps=fps)
+    if json_out:
+        _print_json(result.model_dump())
+        return
+    typer.echo(f"{result.video} {fmt_time(result.start)}-{fmt_time(result.end)}: best "
+               f"{fmt_time(result.best_start)}-{fmt_time(result.best_end)} ({result.source}, "
+               f"confidence {result.confidence:.2f})")
+    for sp in result.spoken:
+        typer.echo(f"  said  {fmt_time(sp.start)}-{fmt_time(sp.end)}  {sp.text}")
+    for sh in result.shown:
+        typer.echo(f"  shown {fmt_time(sh.start)}-{fmt_time(sh.end)}  {sh.text}")
+    if result.caption:
+        typer.echo(f"  seen  {result.caption}")
+    if result.frames:
+        best = max(result.frames, key=lambda f: f.score)
+        typer.echo(f"  best frame {fmt_time(best.ts)} (similarity {best.score:.3f})")
 
 
 @app.command("ls")

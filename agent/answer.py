@@ -7,10 +7,11 @@ allowed), so a planner cannot invent a timestamp.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
+
+from vdisc.index.render import hms
 
 SPAN_TOLERANCE = 1.0  # seconds a reported span may stick out of the observed moment
 
@@ -61,6 +62,7 @@ class Answer(BaseModel):
     planner: str = ""
     budget_exhausted: bool = False
     trace: list[dict[str, Any]] = []
+    _paths: dict[str, str] = PrivateAttr(default_factory=dict)  # video name -> file, for thumbnails
 
     def to_dict(self, trace: bool = False) -> dict[str, Any]:
         """The JSON of `vdisc ask --json` (with the trace when asked)."""
@@ -70,7 +72,7 @@ class Answer(BaseModel):
     def _repr_html_(self) -> str:
         from vdisc.agent.render import answer_html
 
-        return answer_html(self)
+        return answer_html(self, self._paths)
 
 
 def check_spans(spans: list[Span], observations: list[Observation]) -> tuple[list[Span], list[Span]]:
@@ -86,15 +88,5 @@ def check_spans(spans: list[Span], observations: list[Observation]) -> tuple[lis
     return kept, dropped
 
 
-def hms(seconds: float) -> str:
-    """h:mm:ss for people (times are float seconds everywhere else)."""
-    seconds = max(0, int(round(float(seconds))))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def span_text(span: Span) -> str:
     return f"{hms(span.start)}–{hms(span.end)} {span.video}"
-
-
-def escape(text: str) -> str:
-    return html.escape(text, quote=True)

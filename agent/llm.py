@@ -32,7 +32,11 @@ class LLMPlanner:
         self.describe = describe  # for error messages: which model / endpoint
 
     def start(self, question: str, video: str | None, toolbox: Toolbox, max_steps: int) -> list[AnyMessage]:
-        self.tools_model = self.model.bind_tools(toolbox.schemas())
+        try:
+            self.tools_model = self.model.bind_tools(toolbox.schemas())
+        except NotImplementedError:
+            raise LLMError(f"the chat model {self.describe} cannot call tools; use one that can, "
+                           "or the offline planner (--llm offline)") from None
         with toolbox.ctx.store.session() as s:
             from sqlalchemy import func, select
 
@@ -51,6 +55,8 @@ class LLMPlanner:
         if must_answer:
             note = HumanMessage(content=prompts.render("budget_exhausted", reason=must_answer))
             reply = self._invoke(self.model, [*messages, note])
+            if getattr(reply, "tool_calls", None):  # still wants tools: the graph answers from observations
+                return {"messages": [note, reply]}
             return {"messages": [note, reply], "final": parse_final(reply)}
         reply = self._invoke(self.tools_model, messages)
         calls = [{"id": c.get("id") or f"call_{i}", "name": c["name"], "args": c.get("args") or {}}
@@ -70,9 +76,10 @@ def parse_final(reply: Any) -> dict[str, Any]:
     """The answer object in a final reply; plain prose becomes an answer with no spans."""
     text = reply.content if isinstance(reply.content, str) else " ".join(
         part.get("text", "") for part in reply.content if isinstance(part, dict))
-    for candidate in re.findall(r"\{.*\}", text, flags=re.DOTALL):
+    decoder = json.JSONDecoder()
+    for brace in (m.start() for m in re.finditer(r"\{", text)):  # the first object that parses and has an answer
         try:
-            obj = json.loads(candidate)
+            obj, _ = decoder.raw_decode(text, brace)
         except json.JSONDecodeError:
             continue
         if isinstance(obj, dict) and "answer" in obj:

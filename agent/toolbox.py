@@ -62,7 +62,7 @@ class Toolbox:
             if self.video is not None and "video" in self.models[name].model_fields:
                 args = {**args, "video": self.video}
             parsed = self.models[name](**args)
-            result = TOOLS[name](self.ctx, **{k: getattr(parsed, k) for k in parsed.model_fields})
+            result = TOOLS[name](self.ctx, **{k: getattr(parsed, k) for k in type(parsed).model_fields})
             obs.result = result.model_dump()
             obs.moments = moments_of(name, obs.result)
         except ValidationError as exc:

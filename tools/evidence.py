@@ -76,6 +76,16 @@ def _phrase(words: list[Any]) -> Spoken:
                   text=" ".join(w.text for w in words))
 
 
+def indexed_text(session: Any, video_id: int, lo: float, hi: float) -> list[Shown]:
+    """On-screen lines the index read in clips overlapping [lo, hi], each spanning its clip (clamped)."""
+    from vdisc.index.store import Clip
+
+    clips = session.scalars(select(Clip).where(Clip.video_id == video_id, Clip.end > lo, Clip.start < hi)
+                            .order_by(Clip.start)).all()
+    return [Shown(start=round(max(c.start, lo), 3), end=round(min(c.end, hi), 3), text=line)
+            for c in clips for line in c.ocr_text.splitlines() if line.strip()]
+
+
 def words_in(ctx: ToolContext, session: Any, video_id: int, lo: float, hi: float) -> list[Any]:
     q = select(Word).where(Word.video_id == video_id, Word.end > lo, Word.start < hi).order_by(Word.start)
     return list(session.scalars(q))

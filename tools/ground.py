@@ -10,14 +10,9 @@ decides the span; its strength is the confidence.
 from __future__ import annotations
 
 from pydantic import BaseModel
-from sqlalchemy import select
-
-from vdisc.index.store import Clip
 
 from .context import ToolContext, clamp_window
-from .evidence import (
-    Shown, locate, phrases, read_shown, stored_frame_scores, text_scores, words_in,
-)
+from .evidence import indexed_text, locate, phrases, read_shown, stored_frame_scores, text_scores, words_in
 
 PAD = 5.0  # seconds searched on each side of the candidate window
 OCR_FPS = 2.0  # frame rate at which a matched on-screen line is re-read to time it
@@ -43,8 +38,7 @@ def ground(ctx: ToolContext, video: str, start: float, end: float, query: str) -
         spoken = phrases(words_in(ctx, s, v.id, lo, hi))
         for p, score in zip(spoken, text_scores(ctx, query, [p.text for p in spoken])):
             p.score = round(float(score), 4)
-        clips = s.scalars(select(Clip).where(Clip.video_id == v.id, Clip.end > lo, Clip.start < hi)).all()
-        shown = [Shown(start=c.start, end=c.end, text=line) for c in clips for line in c.ocr_text.splitlines()]
+        shown = indexed_text(s, v.id, lo, hi)
         for line, score in zip(shown, text_scores(ctx, query, [x.text for x in shown])):
             line.score = round(float(score), 4)
         frames = stored_frame_scores(ctx, s, v.id, lo, hi, query)

@@ -14,7 +14,9 @@ from pydantic import BaseModel
 from vdisc.errors import DecodeError
 
 from .context import ToolContext, clamp_window
-from .evidence import FrameScore, Shown, Spoken, locate, phrases, read_shown, text_scores, words_in
+from .evidence import (
+    FrameScore, Shown, Spoken, indexed_text, locate, phrases, read_shown, text_scores, words_in,
+)
 
 MAX_SIDE = 448  # frames for the visual encoder (224 px input) and OCR of large text
 TOP_FRAMES = 8  # frames listed in the result
@@ -37,7 +39,7 @@ class InspectResult(BaseModel):
 
 
 def inspect(ctx: ToolContext, video: str, start: float, end: float, question: str, fps: float = 4.0,
-            max_frames: int = 48, ocr_frames: int = 3) -> InspectResult:
+            max_frames: int = 48, ocr_frames: int = 4) -> InspectResult:
     """Zoom in on a window (seconds) of a video to check a candidate moment.
 
     Looks at the frames densely and scores them against the question, lists the
@@ -50,6 +52,7 @@ def inspect(ctx: ToolContext, video: str, start: float, end: float, question: st
         v = ctx.video(s, video)
         lo, hi = clamp_window(start, end, v.duration)
         spoken = phrases(words_in(ctx, s, v.id, lo, hi))
+        indexed = indexed_text(s, v.id, lo, hi)
         path, name, vid = v.path, v.name, v.id
     fps = max(0.1, min(float(fps), max_frames / max(hi - lo, 1e-3)))
     try:
@@ -64,6 +67,8 @@ def inspect(ctx: ToolContext, video: str, start: float, end: float, question: st
         sims = visual.encode_images([rgb for _, rgb in frames]) @ visual.encode_texts([question])[0]
         scores = [FrameScore(ts=round(ts, 3), score=round(float(x), 4)) for (ts, _), x in zip(frames, sims)]
     shown = read_shown(ctx, frames, 1.0 / fps, ocr_frames)
+    fresh = {_key(x.text) for x in shown}
+    shown += [x for x in indexed if _key(x.text) not in fresh]  # lines the index read between our samples
     for item, score in zip(spoken + shown, text_scores(ctx, question, [x.text for x in spoken + shown])):
         item.score = round(float(score), 4)
     caption = ""
@@ -79,3 +84,7 @@ def inspect(ctx: ToolContext, video: str, start: float, end: float, question: st
     return InspectResult(video=name, video_id=vid, start=round(lo, 3), end=round(hi, 3), question=question,
                          best_start=round(best.start, 3), best_end=round(best.end, 3), confidence=best.confidence,
                          source=best.source, frames=top, spoken=spoken, shown=shown, caption=caption)
+
+
+def _key(text: str) -> str:
+    return "".join(text.lower().split())

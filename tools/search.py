@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 from sqlalchemy import select
 
 from vdisc.config import LEVELS, MODALITIES
@@ -51,9 +51,15 @@ class Hit(BaseModel):
 class SearchResult(BaseModel):
     query: str
     hits: list[Hit]
+    _paths: dict[str, str] = PrivateAttr(default_factory=dict)  # video name -> file, for thumbnails
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
+
+    def _repr_html_(self) -> str:
+        from vdisc.index.render import search_html
+
+        return search_html(self, self._paths)
 
 
 @dataclass
@@ -127,6 +133,7 @@ def search(
                 vote(chunk.level, chunk.unit_id, rank, MODALITY_WEIGHT["words"], chunk.text, chunk.modality)
 
         # 2. dense lists
+        qvecs: dict[bool, np.ndarray] = {}
         for index in store.vector_indexes():
             if (level and index.level != level) or (modality and index.modality != modality) or not len(index):
                 continue
@@ -134,7 +141,9 @@ def search(
             model = registry.get("visual" if is_visual else "text")
             if model is None or index.model_key != model.spec.key:
                 continue  # no model, or vectors from another model: their scores would be meaningless
-            qvec = _query_vector(model, query, is_visual)
+            if is_visual not in qvecs:  # one encoding per model, not per index
+                qvecs[is_visual] = _query_vector(model, query, is_visual)
+            qvec = qvecs[is_visual]
             allowed = None
             if video_id is not None or lo is not None or hi is not None:
                 allowed = _allowed_ids(s, index, video_id, lo, hi)
@@ -152,12 +161,15 @@ def search(
 
         ranked = sorted(units.values(), key=lambda u: (-u.score, -LEVEL_WEIGHT[u.level], u.id))[:top_k]
         hits_out = [_materialise(s, u) for u in ranked]
-        names = {v.id: v.name for v in s.scalars(select(Video).where(Video.id.in_({h[0] for h in hits_out})))}
-    return SearchResult(
+        videos = {v.id: v for v in s.scalars(select(Video).where(Video.id.in_({h[0] for h in hits_out})))}
+        names = {i: v.name for i, v in videos.items()}
+    result = SearchResult(
         query=query,
         hits=[Hit(video=names.get(vid, "?"), video_id=vid, level=u.level, start=round(a, 3), end=round(b, 3),
                   score=round(u.score, 6), snippet=snip) for (vid, a, b, snip), u in zip(hits_out, ranked)],
     )
+    result._paths = {v.name: v.path for v in videos.values()}
+    return result
 
 
 def _query_vector(model: Any, query: str, visual: bool) -> np.ndarray:
