@@ -1,1 +1,3 @@
-"""The question-answering planner loop (LangGraph) and its Answer; arrives with `vdisc ask`."""
+"""The question-answering agent: a LangGraph plan -> act loop (``graph``), its two
+planners (``llm``, ``offline``), the tools as the graph sees them (``toolbox``)
+and the ``Answer`` it produces."""

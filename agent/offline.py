@@ -41,8 +41,7 @@ class OfflinePlanner:
     name = "offline"
 
     def start(self, question: str, video: str | None, toolbox: Toolbox, max_steps: int) -> list[AnyMessage]:
-        self.question = question
-        return []
+        return []  # no conversation: the policy reads the observations
 
     def plan(self, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
         obs: list[Observation] = state.get("observations", [])
@@ -162,4 +161,4 @@ def _call(name: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"id": None, "name": name, "args": args}
 
 
-__all__ = ["OfflinePlanner", "content", "keywords", "phrasings", "quoted", "hms"]
+__all__ = ["OfflinePlanner", "content", "keywords", "phrasings", "quoted"]

@@ -1,1 +1,2 @@
-"""What an agent can call over the index. Today: hybrid search (``tools.search``)."""
+"""What the agent can call over the index, each a plain typed function whose
+docstring is its description: ``browse``, ``search``, ``inspect``, ``ground``."""

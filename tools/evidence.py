@@ -86,7 +86,7 @@ def indexed_text(session: Any, video_id: int, lo: float, hi: float) -> list[Show
             for c in clips for line in c.ocr_text.splitlines() if line.strip()]
 
 
-def words_in(ctx: ToolContext, session: Any, video_id: int, lo: float, hi: float) -> list[Any]:
+def words_in(session: Any, video_id: int, lo: float, hi: float) -> list[Any]:
     q = select(Word).where(Word.video_id == video_id, Word.end > lo, Word.start < hi).order_by(Word.start)
     return list(session.scalars(q))
 

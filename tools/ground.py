@@ -35,7 +35,7 @@ def ground(ctx: ToolContext, video: str, start: float, end: float, query: str) -
     with ctx.store.session() as s:
         v = ctx.video(s, video)
         lo, hi = clamp_window(float(start) - PAD, float(end) + PAD, v.duration)
-        spoken = phrases(words_in(ctx, s, v.id, lo, hi))
+        spoken = phrases(words_in(s, v.id, lo, hi))
         for p, score in zip(spoken, text_scores(ctx, query, [p.text for p in spoken])):
             p.score = round(float(score), 4)
         shown = indexed_text(s, v.id, lo, hi)

@@ -51,7 +51,7 @@ def inspect(ctx: ToolContext, video: str, start: float, end: float, question: st
     with ctx.store.session() as s:
         v = ctx.video(s, video)
         lo, hi = clamp_window(start, end, v.duration)
-        spoken = phrases(words_in(ctx, s, v.id, lo, hi))
+        spoken = phrases(words_in(s, v.id, lo, hi))
         indexed = indexed_text(s, v.id, lo, hi)
         path, name, vid = v.path, v.name, v.id
     fps = max(0.1, min(float(fps), max_frames / max(hi - lo, 1e-3)))
