@@ -180,6 +180,12 @@ class Library:
             answer._paths = dict(s.execute(select(Video.name, Video.path)).all())
         return answer
 
+    def browse(self, video: str | int | None = None, max_scenes: int = 24) -> Any:
+        """The videos with durations and a bounded timeline of scene digests (what is said, shown, seen)."""
+        from vdisc.tools.browse import browse
+
+        return browse(self._context(), None if video is None else str(video), max_scenes=max_scenes)
+
     def inspect(self, video: str | int, start: float, end: float, question: str, **options: Any) -> "InspectResult":
         """Zoom in on ``start``-``end`` seconds of a video: frames, words spoken and shown, best sub-window."""
         from vdisc.tools.inspect import inspect

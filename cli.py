@@ -273,6 +273,29 @@ def inspect_cmd(
         typer.echo(f"  best frame {fmt_time(best.ts)} (similarity {best.score:.3f})")
 
 
+@app.command()
+@_cli_errors
+def browse(
+    library: Optional[Path] = LibraryOpt,
+    video: Optional[str] = typer.Option(None, "--video", help="Only this video (id, path or file name)"),
+    max_scenes: int = typer.Option(24, "--max-scenes", help="Most timeline entries per video"),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Timeline of each video: what is said, shown and seen, scene by scene."""
+    view = _library(library).browse(video, max_scenes=max_scenes)
+    if json_out:
+        _print_json(view.model_dump())
+        return
+    for v in view.videos:
+        typer.echo(f"{v.video} ({fmt_time(v.duration)}, {v.clips} clips; {', '.join(v.channels)})")
+        for sc in v.scenes:
+            parts = [f"said: {sc.said}" if sc.said else "", f"shown: {sc.shown}" if sc.shown else "",
+                     f"seen: {sc.seen}" if sc.seen else ""]
+            typer.echo(f"  {fmt_time(sc.start)}-{fmt_time(sc.end)}  " + " | ".join(p for p in parts if p))
+    if view.total_videos > len(view.videos):
+        typer.echo(f"(+{view.total_videos - len(view.videos)} more videos; use --video)")
+
+
 @app.command("ls")
 @_cli_errors
 def ls(library: Optional[Path] = LibraryOpt, json_out: bool = JsonOpt) -> None:

@@ -153,3 +153,13 @@ def test_search_results_render_in_notebooks(talk_library):
     home, _ = talk_library
     html = Library(home).search("heavy rain", top_k=2)._repr_html_()
     assert "heavy rain" in html and html.count("data:image/jpeg;base64,") == 2
+
+
+def test_browse_cli(talk_library):
+    home, _ = talk_library
+    r = vdisc("browse", "--library", str(home), "--max-scenes", "4")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("talk.mp4 (1:00.0") and len(lines) == 5
+    assert "salt" in lines[1] and "PINEAPPLE" in r.stdout
+
