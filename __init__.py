@@ -79,7 +79,9 @@ class Library:
             settings = settings.model_copy(update={"home": Path(path).expanduser() if path else settings.home,
                                                    **{k: v for k, v in overrides.items() if v is not None}})
         settings.apply_environment()
-        self.settings = settings
+        from vdisc.index.store import recorded_models
+
+        self.settings = settings.with_library_models(recorded_models(settings.db_path))
         self.notify = notify
         self.progress = progress
         self._store: Store | None = None

@@ -79,14 +79,15 @@ def _pydantic_line(exc: Exception) -> str:
 
 
 def _library(library: Optional[Path], device: Optional[str] = None, offline: Optional[bool] = None,
-             progress: Any = None, quiet: bool = False, **models: Optional[str]) -> Any:
+             progress: Any = None, quiet: bool = False, compressor: Optional[str] = None,
+             **models: Optional[str]) -> Any:
     from vdisc import Library
 
     def notify(msg: str) -> None:
         if not quiet:
             typer.echo(f"vdisc: warning: {msg}", err=True)
 
-    return Library(library, device=device, offline=offline, notify=notify, progress=progress,
+    return Library(library, device=device, offline=offline, notify=notify, progress=progress, compressor=compressor,
                    models={k: v for k, v in models.items() if v})
 
 
@@ -249,13 +250,16 @@ def inspect_cmd(
     question: str = typer.Argument(..., help="What to look for in the window"),
     library: Optional[Path] = LibraryOpt,
     fps: float = typer.Option(4.0, "--fps", help="Frames per second to look at (capped at 48 frames)"),
+    compressor: Optional[str] = typer.Option(None, "--compressor", help="auto | off | trained weights file "
+                                             "[env VDISC_COMPRESSOR]"),
     json_out: bool = JsonOpt,
     device: Optional[str] = DeviceOpt,
     offline: Optional[bool] = OfflineOpt,
 ) -> None:
     """Zoom in on a window of a video: best sub-window, words spoken and shown."""
     start, end = parse_window(window)
-    result = _library(library, device, offline).inspect(video, start, end, question, fps=fps)
+    lib = _library(library, device, offline, compressor=compressor)
+    result = lib.inspect(video, start, end, question, fps=fps)
     if json_out:
         _print_json(result.model_dump())
         return
@@ -268,9 +272,10 @@ def inspect_cmd(
         typer.echo(f"  shown {fmt_time(sh.start)}-{fmt_time(sh.end)}  {sh.text}")
     if result.caption:
         typer.echo(f"  seen  {result.caption}")
-    if result.frames:
-        best = max(result.frames, key=lambda f: f.score)
-        typer.echo(f"  best frame {fmt_time(best.ts)} (similarity {best.score:.3f})")
+    if result.best is not None:
+        typer.echo(f"  pictures: best {fmt_time(result.best.start)}-{fmt_time(result.best.end)} "
+                   f"(similarity {result.best.score:.3f}); {result.frames} frames, "
+                   f"{result.tokens_in} -> {result.tokens_out} visual tokens")
 
 
 @app.command()

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, field_validator
 
 DEFAULT_HOME = Path("~/.vdisc")
 
@@ -51,7 +51,11 @@ class Settings(BaseModel):
     ocr_frames_per_clip: int = Field(3, ge=0, description="most OCR reads per clip")
     caption_frames: int = Field(3, ge=1, description="frames shown to the captioner per clip")
 
+    compressor: str = Field("auto", description="inspect's clip compressor: auto (untrained, exact no-op), "
+                                                "a trained weights file, or off")
+
     models: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
+    _explicit: set[str] = PrivateAttr(default_factory=set)  # roles set by argument, env or config file
 
     @field_validator("device")
     @classmethod
@@ -101,7 +105,22 @@ class Settings(BaseModel):
         models.update({k: v for k, v in (overrides.pop("models", None) or {}).items() if v})
         data.update({k: v for k, v in overrides.items() if v is not None})
         data["models"] = models
-        return cls(**data)
+        settings = cls(**data)
+        settings._explicit = set(models)
+        return settings
+
+    def with_library_models(self, recorded: dict[str, str]) -> "Settings":
+        """These settings, with the models a library was built with for every role not set explicitly.
+
+        A library remembers its models, so reopening it without flags searches
+        with the same encoders that made its vectors.
+        """
+        chosen = {role: ref for role, ref in recorded.items() if role in ROLES and role not in self._explicit}
+        if not chosen:
+            return self
+        out = self.model_copy(update={"models": {**self.models, **chosen}})
+        out._explicit = set(self._explicit)
+        return out
 
     def apply_environment(self) -> None:
         """Export what third-party libraries read from the environment.

@@ -26,9 +26,17 @@ EXTRA_SPAN_CONFIDENCE = 0.5  # other inspected windows this sure are listed as f
 FRAMING = re.compile(
     r"\b(when|where|what time|at what (point|time|moment)|which (part|moment|scene|point)|how long|"
     r"in (the|this) (video|clip|film|movie)|does|do|did|is|are|was|were|can you|could you|please|"
-    r"tell me|show me|find|the moment|the part|the scene|someone|somebody)\b",
+    r"tell me|show me|find|the moment|the part|the scene|someone|somebody|they|he|she|"
+    r"talk(s|ed|ing)? about|mention(s|ed)?|say(s)?|said|spoken|speak(s)?|discuss(es|ed)?|come(s)? up|"
+    r"(is |are )?(shown|displayed|written|visible)( on (the )?screen)?|on (the )?screen|appear(s|ed)?)\b",
     re.IGNORECASE,
 )
+# Words that say which channel the moment lives in.
+SPEECH_HINT = re.compile(r"\b(talk\w*|mention\w*|say|says|said|spoken|speak\w*|discuss\w*|hear\w*|voice|"
+                         r"narrat\w*)\b", re.IGNORECASE)
+TEXT_HINT = re.compile(r"\b(shown|written|on (the )?screen|sign|text|read|title|displayed|label|caption)\b",
+                       re.IGNORECASE)
+HINT_BONUS = 0.3  # for an inspected window whose evidence is in the channel the question names
 STOP = frozenset(
     "a an and are as at be been but by for from has have he her his i if in into is it its me my of on or our she "
     "so than that the their them then there these they this those to was we were what which who why will with you "
@@ -50,7 +58,11 @@ class OfflinePlanner:
         if must_answer:
             return {"final": self._final(question, obs)}
         if "search" not in done:
-            return {"calls": [_call("search", {"query": q, "top_k": 10}) for q in phrasings(question)]}
+            calls = [_call("search", {"query": q, "top_k": 10}) for q in phrasings(question)]
+            hint = channel_hint(question)
+            if hint:
+                calls.append(_call("search", {"query": content(question), "top_k": 10, "modality": hint}))
+            return {"calls": calls}
         if "inspect" not in done:
             windows = candidates(obs)[:N_INSPECT]
             if not windows:
@@ -58,7 +70,7 @@ class OfflinePlanner:
             return {"calls": [_call("inspect", {"video": v, "start": a, "end": b, "question": content(question)})
                               for v, a, b in windows]}
         if "ground" not in done:
-            best = _best_inspect(obs, candidates(obs))
+            best = _best_inspect(obs, candidates(obs), channel_hint(question))
             if best is None:
                 return {"final": self._final(question, obs)}
             r = best.result
@@ -144,15 +156,23 @@ def candidates(obs: list[Observation]) -> list[tuple[str, float, float]]:
     return picked
 
 
-def _best_inspect(obs: list[Observation], ranked: list[tuple[str, float, float]]) -> Observation | None:
-    """The inspected window to ground: its own confidence plus a prior from its search rank,
-    so a window that searches agreed on is not beaten by a vaguely similar picture."""
+def channel_hint(question: str) -> str | None:
+    """"speech" or "ocr" when the question says where the moment is (said / shown), else None."""
+    speech, text = bool(SPEECH_HINT.search(question)), bool(TEXT_HINT.search(question))
+    return "speech" if speech and not text else "ocr" if text and not speech else None
+
+
+def _best_inspect(obs: list[Observation], ranked: list[tuple[str, float, float]],
+                  hint: str | None = None) -> Observation | None:
+    """The inspected window to ground: its own confidence, plus a prior from its search rank (so a
+    window the searches agreed on is not beaten by a vaguely similar picture), plus a bonus when its
+    evidence is in the channel the question names."""
     inspected = [o for o in obs if o.tool == "inspect" and o.result]
 
     def prior(o: Observation) -> float:
         key = (o.args.get("video"), o.args.get("start"), o.args.get("end"))
         rank = next((i for i, c in enumerate(ranked) if c == key), len(ranked))
-        return 0.5 / (1 + rank)
+        return 0.5 / (1 + rank) + (HINT_BONUS if hint and o.result["source"] == hint else 0.0)
 
     return max(inspected, key=lambda o: o.result["confidence"] + prior(o)) if inspected else None
 
@@ -161,4 +181,4 @@ def _call(name: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"id": None, "name": name, "args": args}
 
 
-__all__ = ["OfflinePlanner", "content", "keywords", "phrasings", "quoted"]
+__all__ = ["OfflinePlanner", "channel_hint", "content", "keywords", "phrasings", "quoted"]

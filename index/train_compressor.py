@@ -1,0 +1,165 @@
+"""Train the clip compressor on an existing library.
+
+    python -m vdisc.index.train_compressor --library ~/.vdisc --steps 300
+
+Contrastive distillation on (clip frames, clip text) pairs taken from the
+index: each clip's frames go through the frozen image encoder as token grids,
+the compressor turns them into a clip embedding, and the loss pulls that
+embedding towards the visual model's text embedding of the clip's own words
+(transcript, on-screen text, caption) and away from the other clips' in the
+batch (symmetric InfoNCE), while a distillation term keeps it near the
+mean-pooled CLIP embedding it started as. The weights are saved to one file
+that the registry loads with ``--compressor PATH`` / ``VDISC_COMPRESSOR``.
+The GPU is used when present; tiny configs train on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from vdisc.config import Settings
+from vdisc.errors import ConfigError, LibraryError, VdiscError
+
+from . import decode
+from .models import Registry
+from .models.compressor import ClipCompressor
+from .store import Clip, Store, Video, recorded_models
+
+
+class TrainReport(BaseModel):
+    path: str
+    pairs: int
+    steps: int
+    losses: list[float]
+    seconds: float
+
+
+@dataclass
+class Pair:
+    tokens: torch.Tensor  # (T, 1+P, dim), frozen image-encoder output
+    times: list[float]
+    text: torch.Tensor  # (dim,) normalised text embedding of the clip's words
+
+
+def collect_pairs(store: Store, registry: Registry, max_clips: int = 512, fps: float = 2.0,
+                  frames_per_clip: int = 16, max_side: int = 448) -> list[Pair]:
+    """(token grids, text embedding) for indexed clips that have words, in time order per video."""
+    visual = registry.require("visual")
+    if visual is None:
+        raise ConfigError("training the compressor needs a visual model; set VDISC_VISUAL_MODEL")
+    with store.session() as s:
+        rows = s.execute(select(Clip, Video.path).join(Video, Video.id == Clip.video_id)
+                         .where(Video.status == "done").order_by(Clip.video_id, Clip.start)).all()
+    todo = [(c, path, " ".join(p for p in (c.transcript, c.ocr_text.replace("\n", " "), c.caption) if p).strip())
+            for c, path in rows]
+    todo = [t for t in todo if t[2]][:max_clips]
+    if len(todo) < 2:
+        raise LibraryError("training needs at least two indexed clips with words (speech, on-screen text or captions)")
+    pairs: list[Pair] = []
+    texts = torch.from_numpy(visual.encode_texts([t[2][:300] for t in todo]))
+    for (clip, path, _), text in zip(todo, texts):
+        rate = min(fps, frames_per_clip / max(clip.end - clip.start, 1e-3))
+        with decode.open_video(path) as reader:
+            frames = list(reader.frames(fps=rate, max_side=max_side, start=clip.start, end=clip.end))
+        if not frames:
+            continue
+        with torch.no_grad():
+            tokens = visual.encode_image_tokens([rgb for _, rgb in frames]).cpu()
+        pairs.append(Pair(tokens, [ts for ts, _ in frames], text))
+    return pairs
+
+
+def train(pairs: list[Pair], compressor: ClipCompressor, grid: tuple[int, int], out: Path, steps: int = 300,
+          batch_size: int = 8, lr: float = 1e-3, temperature: float = 0.07, distill: float = 1.0, seed: int = 0,
+          on_step: Callable[[int, float], None] | None = None) -> TrainReport:
+    """Optimise ``compressor`` on ``pairs``; save it to ``out``; the loss per step is in the report."""
+    if len(pairs) < 2:
+        raise LibraryError("training needs at least two clips")
+    t0 = time.monotonic()
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    device = compressor.device
+    params = [p for p in compressor.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    teachers = [F.normalize(F.normalize(p.tokens[:, 0].float(), dim=-1).mean(0), dim=0) for p in pairs]
+    compressor.train()
+    losses: list[float] = []
+    for step in range(steps):
+        idx = rng.sample(range(len(pairs)), min(batch_size, len(pairs)))
+        emb = torch.stack([compressor(pairs[i].tokens.to(device), pairs[i].times, grid=grid).embedding for i in idx])
+        txt = torch.stack([pairs[i].text for i in idx]).to(device)
+        logits = emb @ txt.T / temperature
+        target = torch.arange(len(idx), device=device)
+        contrastive = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        teacher = torch.stack([teachers[i] for i in idx]).to(device)
+        keep_close = (1.0 - (emb * teacher).sum(-1)).mean()
+        loss = contrastive + distill * keep_close
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(round(loss.item(), 5))
+        if on_step is not None:
+            on_step(step, losses[-1])
+    compressor.eval()
+    path = compressor.save(out)
+    return TrainReport(path=str(path), pairs=len(pairs), steps=steps, losses=losses,
+                       seconds=round(time.monotonic() - t0, 2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vdisc.index.train_compressor", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--library", type=Path, default=None, help="library directory (default VDISC_HOME or ~/.vdisc)")
+    ap.add_argument("--out", type=Path, default=None, help="weights file (default <library>/compressor.safetensors)")
+    ap.add_argument("--init", type=Path, default=None, help="start from these weights instead of the no-op")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--max-clips", type=int, default=512)
+    ap.add_argument("--frames-per-clip", type=int, default=16)
+    ap.add_argument("--layers", type=int, default=2, help="Mamba blocks (for a new compressor)")
+    ap.add_argument("--device", default=None, help="auto | cpu | cuda[:n]")
+    ap.add_argument("--visual-model", default=None)
+    args = ap.parse_args(argv)
+    try:
+        settings = Settings.load(home=args.library, device=args.device, models={"visual": args.visual_model})
+        store = Store(settings.home, create=False)
+        settings = settings.with_library_models(recorded_models(settings.db_path))
+        registry = Registry(settings, notify=lambda m: print(f"warning: {m}", file=sys.stderr))
+        pairs = collect_pairs(store, registry, args.max_clips, frames_per_clip=args.frames_per_clip)
+        visual = registry.require("visual")
+        compressor = (ClipCompressor.load(args.init, map_location=registry.device) if args.init
+                      else ClipCompressor.for_visual(visual, n_layers=args.layers))
+        out = args.out or settings.home / "compressor.safetensors"
+
+        def show(step: int, loss: float) -> None:
+            if step % 10 == 0 or step == args.steps - 1:
+                print(f"step {step + 1}/{args.steps} loss {loss:.4f}", file=sys.stderr)
+
+        report = train(pairs, compressor, visual.grid, out, steps=args.steps, batch_size=args.batch_size,
+                       lr=args.lr, on_step=show)
+    except VdiscError as exc:
+        print(f"vdisc: {exc}", file=sys.stderr)
+        return 1
+    print(f"saved {report.path} ({report.pairs} clips, {report.steps} steps, loss {report.losses[0]:.4f} -> "
+          f"{report.losses[-1]:.4f}, {report.seconds:.0f} s); use it with --compressor {report.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["collect_pairs", "train", "main", "TrainReport"]

@@ -1,0 +1,65 @@
+"""The compressor inside inspect, its off switch, and training it on a library."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from vdisc import Library
+from vdisc.index.models.compressor import ClipCompressor
+from vdisc.index.train_compressor import collect_pairs, main, train
+
+from test_cli import vdisc
+
+
+def test_inspect_reports_token_reduction(talk_library):
+    home, _ = talk_library
+    on = Library(home).inspect("talk.mp4", 8.0, 21.0, "pineapple", fps=4.0)
+    assert on.frames == 48 and on.tokens_in == 48 * 17  # tiny CLIP: 4x4 patches + CLS
+    assert on.tokens_out * 8 <= on.tokens_in  # at least 8x fewer tokens
+    assert on.best is not None and 8.0 <= on.best.start < on.best.end <= 21.5
+    off = Library(home, compressor="off").inspect("talk.mp4", 8.0, 21.0, "pineapple", fps=4.0)
+    assert off.tokens_in == off.tokens_out == 48
+    # untrained, the compressor is a no-op on embeddings: same per-frame scores, same best frame ranking
+    assert [f.ts for f in on.top_frames] == [f.ts for f in off.top_frames]
+    assert np.allclose([f.score for f in on.top_frames], [f.score for f in off.top_frames], atol=1e-4)
+
+
+def test_inspect_json_fields(talk_library):
+    home, _ = talk_library
+    r = vdisc("inspect", "talk.mp4", "8-21", "pineapple", "--library", str(home), "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert isinstance(data["frames"], int) and isinstance(data["tokens_in"], int)
+    assert data["tokens_in"] >= 8 * data["tokens_out"] > 0
+    assert set(data["best"]) == {"start", "end", "score"}
+
+
+def test_training_lowers_the_loss_and_weights_reload(talk_library, tmp_path):
+    home, _ = talk_library
+    lib = Library(home)
+    pairs = collect_pairs(lib.store, lib.registry, frames_per_clip=4)
+    assert len(pairs) >= 6
+    visual = lib.registry.require("visual")
+    comp = ClipCompressor.for_visual(visual, n_layers=1)
+    report = train(pairs, comp, visual.grid, tmp_path / "c.safetensors", steps=40, batch_size=6, lr=3e-3)
+    first, last = np.mean(report.losses[:5]), np.mean(report.losses[-5:])
+    assert last < first, report.losses
+    again = ClipCompressor.load(report.path)
+    a = comp.compress(pairs[0].tokens, pairs[0].times, grid=visual.grid)
+    b = again.compress(pairs[0].tokens, pairs[0].times, grid=visual.grid)
+    assert torch.equal(a.embedding, b.embedding) and torch.equal(a.tokens, b.tokens)
+    # trained weights are no longer a no-op, and the registry loads them for inspect
+    res = Library(home, compressor=report.path).inspect("talk.mp4", 8.0, 21.0, "pineapple")
+    assert res.tokens_out * 8 <= res.tokens_in
+
+
+def test_training_entry_point(talk_library, tmp_path, capsys):
+    home, _ = talk_library
+    out = tmp_path / "w.safetensors"
+    assert main(["--library", str(home), "--out", str(out), "--steps", "3", "--layers", "1",
+                 "--frames-per-clip", "2"]) == 0
+    assert out.exists() and "saved" in capsys.readouterr().out
+    assert main(["--library", str(tmp_path / "none"), "--steps", "1"]) == 1
