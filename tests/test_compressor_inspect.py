@@ -63,3 +63,32 @@ def test_training_entry_point(talk_library, tmp_path, capsys):
                  "--frames-per-clip", "2"]) == 0
     assert out.exists() and "saved" in capsys.readouterr().out
     assert main(["--library", str(tmp_path / "none"), "--steps", "1"]) == 1
+
+
+def test_untrained_compressor_ranks_fixture_clips_like_the_baseline(talk_library):
+    """Clip vectors through the untrained compressor rank the fixture's clips exactly as mean-pooled CLIP does."""
+    from sqlalchemy import select
+
+    from vdisc.index import decode
+    from vdisc.index.store import Clip
+
+    home, _ = talk_library
+    lib = Library(home)
+    visual = lib.registry.require("visual")
+    comp = lib.registry.compressor()
+    with lib.store.session() as s:
+        clips = s.scalars(select(Clip).order_by(Clip.start)).all()
+    base, compressed = [], []
+    with decode.open_video(lib.videos()[0].path) as reader:
+        for c in clips:
+            frames = list(reader.frames(fps=1.0, max_side=448, start=c.start, end=c.end))
+            imgs, times = [rgb for _, rgb in frames], [ts for ts, _ in frames]
+            v = visual.encode_images(imgs).mean(0)
+            base.append(v / np.linalg.norm(v))
+            compressed.append(comp.compress(visual.encode_image_tokens(imgs), times, grid=visual.grid)
+                              .embedding.numpy())
+    queries = visual.encode_texts(["a blue sky", "colour bars", "a fractal", "a purple gradient", "green plasma"])
+    rank_base = np.argsort(-(queries @ np.stack(base).T), axis=1)
+    rank_comp = np.argsort(-(queries @ np.stack(compressed).T), axis=1)
+    assert np.array_equal(rank_base, rank_comp)
+    assert np.allclose(np.stack(base), np.stack(compressed), atol=1e-5)
