@@ -301,6 +301,74 @@ def browse(
         typer.echo(f"(+{view.total_videos - len(view.videos)} more videos; use --video)")
 
 
+@app.command("eval")
+@_cli_errors
+def eval_cmd(
+    dataset: Path = typer.Argument(..., help="JSONL: video, question, spans, answer, options, kind per line"),
+    library: Optional[Path] = LibraryOpt,
+    index_missing: bool = typer.Option(False, "--index-missing", help="Index dataset videos not in the library"),
+    planner: str = typer.Option("offline", "--planner", help="offline | llm (the configured VDISC_LLM_MODEL)"),
+    baseline: bool = typer.Option(False, "--baseline", help="Also score plain search (top hit) in the same run"),
+    max_steps: int = typer.Option(12, "--max-steps", help="Most tool calls per question"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write per-question records here (JSONL)"),
+    json_out: bool = JsonOpt,
+    device: Optional[str] = DeviceOpt,
+    offline: Optional[bool] = OfflineOpt,
+) -> None:
+    """Score vdisc on a dataset: grounding R@1/mIoU, accuracy, latency, by kind."""
+    from vdisc.errors import ConfigError
+    from vdisc.evaluation import dataset as ds
+    from vdisc.evaluation.runner import run
+
+    if planner not in ("offline", "llm"):
+        raise ConfigError("--planner must be offline or llm")
+    items = ds.load(dataset)
+    lib = _library(library, device, offline, quiet=True)
+    result = run(lib, items, planner=planner, baseline=baseline, index_missing=index_missing, max_steps=max_steps)
+    if out is not None:
+        rows = result.records + (result.baseline_records or [])
+        out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    if json_out:
+        _print_json({"metrics": result.metrics, "baseline": result.baseline})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("kind", no_wrap=True, min_width=max(len(k) for k in ["all", *result.metrics["by_kind"]]))
+    table.add_column("n")
+    for col in ("R@1 0.3", "R@1 0.5", "R@1 0.7", "mIoU", "accuracy", "p50 s", "tools"):
+        table.add_column(col)
+    if result.baseline is not None:
+        table.add_column("search R@1 0.5")
+        table.add_column("search acc.")
+    groups = [("all", result.metrics, result.baseline)] + [
+        (k, m, (result.baseline or {}).get("by_kind", {}).get(k)) for k, m in result.metrics["by_kind"].items()]
+    for kind, m, b in groups:
+        row = [kind, str(m["questions"]), *_grounding_cells(m), _accuracy(m),
+               f"{m.get('latency', {}).get('p50', 0):.2f}", str(m.get("mean_tool_calls", ""))]
+        if result.baseline is not None:
+            row += [_grounding_cells(b or {})[1], _accuracy(b or {})]
+        table.add_row(*row)
+    Console().print(table)
+    unparseable = result.metrics.get("mcq", {}).get("unparseable", 0)
+    if unparseable:
+        typer.echo(f"{unparseable} multiple-choice answers named no single option (counted wrong)", err=True)
+
+
+def _grounding_cells(m: dict[str, Any]) -> list[str]:
+    g = m.get("grounding")
+    return [f"{g[f'r1@{t}']:.2f}" for t in (0.3, 0.5, 0.7)] + [f"{g['miou']:.2f}"] if g else ["-"] * 4
+
+
+def _accuracy(m: dict[str, Any]) -> str:
+    parts = [m[k] for k in ("mcq", "open") if k in m]
+    if not parts:
+        return "-"
+    n = sum(p["n"] for p in parts)
+    return f"{sum(p['accuracy'] * p['n'] for p in parts) / n:.2f}"
+
+
 @app.command("ls")
 @_cli_errors
 def ls(library: Optional[Path] = LibraryOpt, json_out: bool = JsonOpt) -> None:
