@@ -153,6 +153,7 @@ class Library:
         max_steps: int = 12,
         max_seconds: float = 120.0,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        replay: Any = None,
     ) -> "Answer":
         """Answer a question with moments: an agent searches, inspects and grounds.
 
@@ -160,6 +161,8 @@ class Library:
         served at VDISC_LLM_BASE_URL) or a LangChain chat model; by default the
         configured VDISC_LLM_MODEL, and with none the offline planner (no LLM).
         ``on_event`` receives each tool call and observation as it happens.
+        ``replay`` (a ``vdisc.agent.replay.ReplayCache``) records tool results and
+        LLM replies, and answers from them when it has them.
         """
         from vdisc.agent.graph import run_agent
         from vdisc.agent.toolbox import Toolbox
@@ -172,7 +175,10 @@ class Library:
         if video is not None:
             with ctx.store.session() as s:
                 video = ctx.video(s, video).name
-        answer = run_agent(self._planner(llm), Toolbox(ctx, video), question, video=video, max_steps=max_steps,
+        planner = self._planner(llm)
+        if replay is not None and hasattr(planner, "replay"):
+            planner.replay = replay
+        answer = run_agent(planner, Toolbox(ctx, video, replay=replay), question, video=video, max_steps=max_steps,
                            max_seconds=max_seconds, on_event=on_event)
         with ctx.store.session() as s:  # so notebooks can show thumbnails
             from sqlalchemy import select

@@ -311,6 +311,8 @@ def eval_cmd(
     baseline: bool = typer.Option(False, "--baseline", help="Also score plain search (top hit) in the same run"),
     max_steps: int = typer.Option(12, "--max-steps", help="Most tool calls per question"),
     out: Optional[Path] = typer.Option(None, "--out", help="Write per-question records here (JSONL)"),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="Record tool results and LLM replies to this "
+                                          "file, and replay those it already holds"),
     json_out: bool = JsonOpt,
     device: Optional[str] = DeviceOpt,
     offline: Optional[bool] = OfflineOpt,
@@ -324,7 +326,11 @@ def eval_cmd(
         raise ConfigError("--planner must be offline or llm")
     items = ds.load(dataset)
     lib = _library(library, device, offline, quiet=True)
-    result = run(lib, items, planner=planner, baseline=baseline, index_missing=index_missing, max_steps=max_steps)
+    from vdisc.agent.replay import ReplayCache
+
+    cache = ReplayCache(replay) if replay is not None else None
+    result = run(lib, items, planner=planner, baseline=baseline, index_missing=index_missing, max_steps=max_steps,
+                 replay=cache)
     if out is not None:
         rows = result.records + (result.baseline_records or [])
         out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

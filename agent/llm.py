@@ -27,9 +27,10 @@ class LLMError(VdiscError):
 class LLMPlanner:
     name = "llm"
 
-    def __init__(self, model: Any, describe: str = "") -> None:
+    def __init__(self, model: Any, describe: str = "", replay: Any = None) -> None:
         self.model = model
         self.describe = describe  # for error messages: which model / endpoint
+        self.replay = replay  # a ReplayCache: replies keyed by model and the messages sent
 
     def start(self, question: str, video: str | None, toolbox: Toolbox, max_steps: int) -> list[AnyMessage]:
         try:
@@ -66,10 +67,27 @@ class LLMPlanner:
         return {"messages": [reply], "final": parse_final(reply)}
 
     def _invoke(self, model: Any, messages: list[AnyMessage]) -> AIMessage:
+        from langchain_core.messages import message_to_dict, messages_from_dict
+
+        key = None
+        if self.replay is not None:
+            key = self.replay.key("llm", self.describe, model is self.tools_model, [_content(m) for m in messages])
+            cached = self.replay.get(key)
+            if cached is not None:
+                return messages_from_dict([cached])[0]
         try:
-            return model.invoke(messages)
+            reply = model.invoke(messages)
         except Exception as exc:  # noqa: BLE001 - provider errors differ; classify by text
             raise LLMError(explain(exc, self.describe)) from None
+        if key is not None:
+            self.replay.put(key, message_to_dict(reply))
+        return reply
+
+
+def _content(message: AnyMessage) -> list[Any]:
+    """What a message says, without the random ids the graph gives messages (for replay keys)."""
+    calls = [(c["name"], c.get("args")) for c in getattr(message, "tool_calls", None) or []]
+    return [message.type, message.content, calls, getattr(message, "tool_call_id", None)]
 
 
 def parse_final(reply: Any) -> dict[str, Any]:

@@ -38,9 +38,10 @@ def _description(fn: Callable[..., Any]) -> str:
 class Toolbox:
     """Runs tools by name for one library and scope; emits observations."""
 
-    def __init__(self, ctx: ToolContext, video: str | None = None) -> None:
+    def __init__(self, ctx: ToolContext, video: str | None = None, replay: Any = None) -> None:
         self.ctx = ctx
         self.video = video  # an ask scoped to one video pins every tool to it
+        self.replay = replay  # a ReplayCache: tool results keyed by library state, models, tool and arguments
         self.models = {name: _args_model(name, fn) for name, fn in TOOLS.items()}
 
     def schemas(self) -> list[dict[str, Any]]:
@@ -62,8 +63,15 @@ class Toolbox:
             if self.video is not None and "video" in self.models[name].model_fields:
                 args = {**args, "video": self.video}
             parsed = self.models[name](**args)
-            result = TOOLS[name](self.ctx, **{k: getattr(parsed, k) for k in type(parsed).model_fields})
-            obs.result = result.model_dump()
+            key = self.replay.key("tool", self._state(), name, parsed.model_dump()) if self.replay else None
+            cached = self.replay.get(key) if key else None
+            if cached is not None:
+                obs.result = cached
+            else:
+                result = TOOLS[name](self.ctx, **{k: getattr(parsed, k) for k in type(parsed).model_fields})
+                obs.result = result.model_dump()
+                if key:
+                    self.replay.put(key, obs.result)
             obs.moments = moments_of(name, obs.result)
         except ValidationError as exc:
             obs.error = f"bad arguments for {name}: " + "; ".join(
@@ -72,6 +80,18 @@ class Toolbox:
             obs.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         obs.seconds = round(time.monotonic() - t0, 3)
         return obs
+
+
+    def _state(self) -> list[Any]:
+        """What a tool result depends on besides its arguments: the videos (by content) and the models."""
+        from sqlalchemy import select
+
+        from vdisc.index.store import Video
+
+        with self.ctx.store.session() as s:
+            videos = sorted(s.scalars(select(Video.fingerprint).where(Video.status == "done")))
+        models = [getattr(self.ctx.registry.spec(r), "key", None) for r in ("visual", "text", "ocr", "caption")]
+        return [videos, models, self.ctx.settings.compressor]
 
 
 def moments_of(tool: str, result: dict[str, Any]) -> list[Moment]:

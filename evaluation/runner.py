@@ -49,7 +49,7 @@ def _is_answer(item: Item, choice: int) -> bool:
 
 
 def run(lib: Any, items: list[Item], *, planner: str = "offline", baseline: bool = False,
-        index_missing: bool = False, max_steps: int = 12,
+        index_missing: bool = False, max_steps: int = 12, replay: Any = None,
         on_record: Callable[[dict[str, Any]], None] | None = None) -> EvalResult:
     names = _ensure_indexed(lib, items, index_missing)
     records, base_records = [], []
@@ -65,7 +65,7 @@ def run(lib: Any, items: list[Item], *, planner: str = "offline", baseline: bool
         else:
             t0 = time.perf_counter()
             try:
-                ans = lib.ask(item.question, video=item.video, llm=llm, max_steps=max_steps)
+                ans = lib.ask(item.question, video=item.video, llm=llm, max_steps=max_steps, replay=replay)
                 rec.update(answer=ans.answer, spans=[[s.video, s.start, s.end] for s in ans.spans],
                            tool_calls=ans.steps, error=None)
             except VdiscError as exc:

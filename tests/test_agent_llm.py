@@ -452,3 +452,18 @@ def test_a_model_without_tool_calling_is_one_clear_error(talk_library, open_lib)
     home, _ = talk_library
     with pytest.raises(VdiscError, match="cannot call tools"):
         open_lib(home).ask("When is a downpour forecast?", llm=FakeListChatModel(responses=["hi"]))
+
+
+def test_replay_answers_without_calling_the_model_again(talk_library, open_lib, tmp_path):
+    from vdisc.agent.replay import ReplayCache
+
+    home, _ = talk_library
+    script = [call("search", {"query": "heavy rain tomorrow"}, id="c1"),
+              final("It rains tomorrow.", [], [1])]
+    path = tmp_path / "replay.jsonl"
+    first = open_lib(home).ask("When is a downpour forecast?", llm=ScriptedChatModel(script=script),
+                               replay=ReplayCache(path))
+    silent = ScriptedChatModel(script=[])  # raises if it is ever invoked
+    cache = ReplayCache(path)
+    second = open_lib(home).ask("When is a downpour forecast?", llm=silent, replay=cache)
+    assert second.to_dict() == first.to_dict() and cache.misses == 0 and not silent.calls

@@ -92,3 +92,29 @@ def test_vdisc_eval_end_to_end(tmp_path, test_models):
     assert r.returncode == 0 and "when_speech" in r.stdout
     r = vdisc("eval", str(tmp_path / "nope.jsonl"), "--library", str(lib))
     assert r.returncode != 0 and "no such dataset file" in r.stderr
+
+
+def test_replay_gives_identical_records(talk_library, tmp_path):
+    from vdisc import Library
+    from vdisc.agent.replay import ReplayCache
+    from vdisc.evaluation.runner import run
+
+    home, _ = talk_library
+    items = dataset.load(EVAL)
+    path = tmp_path / "replay.jsonl"
+
+    def strip(records):
+        return [{k: v for k, v in r.items() if k != "latency"} for r in records]
+
+    first_cache = ReplayCache(path)
+    first = run(Library(home), items, replay=first_cache)
+    assert first_cache.misses > 0 and first_cache.hits == 0
+    size = path.stat().st_size
+    again = ReplayCache(path)
+    second = run(Library(home), items, replay=again)
+    assert strip(second.records) == strip(first.records)
+    assert again.hits == first_cache.misses and again.misses == 0  # every tool call came from the file
+    assert path.stat().st_size == size
+    r = vdisc("eval", str(EVAL), "--library", str(home), "--replay", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["metrics"]["grounding"] == first.metrics["grounding"]
