@@ -161,17 +161,18 @@ SHORT_VIDEOS: list[dict] = [
              "in the navy-coloured luggage?", [("s", 3)], None, None),
             ("when_text", "When is the name of Portugal's capital displayed on screen?",
              [("t", 0)], None, None),
-            ("fact", "According to the narrator, how many euros did the homeward fare cost?",
+            ("fact", "According to the narrator, what was the price of the homeward fare, in the European "
+             "currency?",
              [("s", 5)], "420", None),
             ("fact", "Which boarding door number is given for the departing plane?",
              [("s", 0)], "12", None),
             ("multi_hop", "What text appears on screen while the speaker talks about the "
-             "lodging reservation near the fortress?", [("overlap", "t", 1, "s", 1)],
+             "lodging reservation next to the fortress?", [("overlap", "t", 1, "s", 1)],
              "ROOM 305", None),
-            ("ordering", "Which is mentioned first: the rail journey along the seaside, or the "
-             "visit to the glazed-ceramics exhibition?", [("s", 2), ("s", 4)],
-             "the rail journey along the seaside",
-             ["the rail journey along the seaside", "the visit to the glazed-ceramics exhibition"]),
+            ("ordering", "Which is mentioned first: the rail journey beside the seaside, or the "
+             "trip to the glazed-ceramics exhibition?", [("s", 2), ("s", 4)],
+             "the rail journey beside the seaside",
+             ["the rail journey beside the seaside", "the trip to the glazed-ceramics exhibition"]),
             ("counting", "How many separate times does the word for the official travel "
              "identity document appear as on-screen text?", [("t", 2), ("t", 4), ("t", 6)],
              "3", None),
@@ -214,7 +215,7 @@ SHORT_VIDEOS: list[dict] = [
              "by the glass pane?", [("s", 3)], None, None),
             ("when_text", "When is the acidity reading displayed on screen?",
              [("t", 2)], None, None),
-            ("fact", "What temperature, in degrees, did the scientist record for the specimen?",
+            ("fact", "What temperature did the scientist record for the specimen?",
              [("s", 0)], "-40", None),
             ("fact", "What is the family name of the physician who took the cold measurement?",
              [("s", 0)], "Okafor", None),
@@ -308,8 +309,8 @@ SHORT_VIDEOS: list[dict] = [
             ("EXIT", 84.0, 88.0),
         ],
         "questions": [
-            ("when_speech", "When does the guide ask visitors not to handle the tea vessel made "
-             "of precious metal?", [("s", 4)], None, None),
+            ("when_speech", "When does the guide ask visitors to keep their hands off the tea "
+             "vessel made of precious metal?", [("s", 4)], None, None),
             ("when_text", "When is the Austrian capital's name, together with a year, shown on "
              "screen?", [("t", 2)], None, None),
             ("fact", "In what year did the institution first open its doors, according to the "
