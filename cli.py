@@ -356,7 +356,7 @@ def eval_cmd(
         if result.baseline is not None:
             row += [_grounding_cells(b or {})[1], _accuracy(b or {})]
         table.add_row(*row)
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)  # a pipe gets the whole table
     unparseable = result.metrics.get("mcq", {}).get("unparseable", 0)
     if unparseable:
         typer.echo(f"{unparseable} multiple-choice answers named no single option (counted wrong)", err=True)
