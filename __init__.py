@@ -124,7 +124,26 @@ class Library:
         if not files:
             raise DecodeError(f"no video files found in {', '.join(map(str, flat))}")
         indexer = Indexer(self.settings, self.store, self.registry, self.progress)
-        return [indexer.index(f, force=force) for f in files]
+        with self.store.writer_lock():
+            return [indexer.index(f, force=force) for f in files]
+
+    def remove(self, video: str | int) -> str:
+        """Remove a video's rows and vectors from the library; returns its name."""
+        store = self._existing_store()
+        with store.writer_lock():
+            with store.session() as s:
+                v = store.find_video(s, video)
+                if v is None:
+                    raise LibraryError(f"no indexed video matches {video!r}; see vdisc ls")
+                vid, name = v.id, v.name
+            store.delete_video(vid)
+        return name
+
+    def doctor(self) -> dict[str, Any]:
+        """Checks of the machine and the library, each with ``ok`` and, when not ok, how to fix it."""
+        from vdisc.doctor import run_checks
+
+        return run_checks(self)
 
     def search(
         self,

@@ -375,6 +375,38 @@ def _accuracy(m: dict[str, Any]) -> str:
     return f"{sum(p['accuracy'] * p['n'] for p in parts) / n:.2f}"
 
 
+@app.command("rm")
+@_cli_errors
+def rm(
+    videos: list[str] = typer.Argument(..., help="Videos to remove (id, path or file name)"),
+    library: Optional[Path] = LibraryOpt,
+) -> None:
+    """Remove videos (their rows and vectors) from the library; the files stay."""
+    lib = _library(library, quiet=True)
+    for v in videos:
+        typer.echo(f"removed {lib.remove(v)}")
+
+
+@app.command()
+@_cli_errors
+def doctor(
+    library: Optional[Path] = LibraryOpt,
+    json_out: bool = JsonOpt,
+    device: Optional[str] = DeviceOpt,
+    offline: Optional[bool] = OfflineOpt,
+) -> None:
+    """Check decoders, versions, CUDA, every model role and the library's integrity."""
+    report = _library(library, device, offline, quiet=True).doctor()
+    if json_out:
+        _print_json(report)
+    else:
+        for c in report["checks"]:
+            mark = "ok " if c["ok"] else "BAD"
+            typer.echo(f"[{mark}] {c['name']}: {c['detail']}" + (f"  -> {c['fix']}" if c["fix"] else ""))
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
 @app.command("ls")
 @_cli_errors
 def ls(library: Optional[Path] = LibraryOpt, json_out: bool = JsonOpt) -> None:

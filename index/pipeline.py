@@ -131,6 +131,16 @@ class Indexer:
                         status="unchanged", video_id=old.id, duration=old.duration, channels=list(old.channels),
                         reason="already indexed and unchanged (use --force to re-index)",
                     ))
+                if old is None:  # the same file under another name: a move, not a new video
+                    moved = s.scalars(select(Video).where(Video.fingerprint == fingerprint,
+                                                          Video.status == "done")).first()
+                    if moved is not None and not Path(moved.path).exists() and not force:
+                        was = moved.path
+                        moved.path, moved.name = str(path), path.name
+                        s.commit()
+                        return report.model_copy(update=dict(
+                            status="unchanged", video_id=moved.id, duration=moved.duration,
+                            channels=list(moved.channels), reason=f"moved from {was}; path updated"))
             if old is not None:
                 self.store.delete_video(old.id)
             self._index_new(path, info, fingerprint, report)

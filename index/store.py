@@ -13,7 +13,9 @@ append-only list of migrations; ``meta.schema_version`` says how far it got.
 
 from __future__ import annotations
 
+import os
 import re
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -213,6 +215,39 @@ class Store:
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    # ---- writers ------------------------------------------------------------
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Exclusive right to write this library, across processes (a file lock).
+
+        Readers never take it: SQLite WAL gives them a snapshot and FAISS files
+        are replaced atomically. A second writer is refused with one line.
+        """
+        path = self.home / "index.lock"
+        with path.open("a+") as fh:
+            try:
+                import fcntl
+            except ImportError:  # Windows: no advisory locks; single writer assumed
+                yield
+                return
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise LibraryError(f"{self.home} is being indexed by {holder}; wait for it to finish, "
+                                   "or use another --library") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     # ---- models -------------------------------------------------------------
     def model_id(self, session: Session, spec: Any) -> int:
