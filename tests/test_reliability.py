@@ -99,3 +99,35 @@ def test_doctor(small_lib, tmp_path):
     assert r.returncode == 1
     bad = [line for line in r.stdout.splitlines() if line.startswith("[BAD]")]
     assert any("vectors frame.visual" in line and "re-index" in line for line in bad)
+
+
+def test_search_while_another_process_indexes(tmp_path, tiny_clip_dir):
+    """Readers see a consistent, growing library while a writer indexes in another process."""
+    models = {"visual": f"local-dir:{tiny_clip_dir}", "asr": "none", "ocr": "none", "caption": "none"}
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for i in range(4):  # distinct files (different bytes), same pictures
+        data = (FIXTURES / "silent.mp4").read_bytes() + bytes([i]) * (i + 1)
+        (folder / f"v{i}.mp4").write_bytes(data)
+    home = tmp_path / "lib"
+    lib = Library(home, models=models)
+    (first,) = lib.index(folder / "v0.mp4")  # the library exists before the writer starts
+    env = {f"VDISC_{k.upper()}_MODEL": v for k, v in models.items()}
+    import os
+
+    writer = subprocess.Popen([sys.executable, "-m", "vdisc.cli", "index", str(folder), "--library", str(home),
+                               "--quiet"], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    seen: list[int] = []
+    reader = Library(home, models=models)
+    while writer.poll() is None:
+        hits = reader.search("a test pattern", top_k=50).hits
+        with sqlite3.connect(reader.settings.db_path) as conn:
+            done = conn.execute("SELECT count(*) FROM videos WHERE status='done'").fetchone()[0]
+        assert all(h.video_id >= 1 and h.video != "?" and h.end >= h.start for h in hits)
+        seen.append(done)
+    assert writer.returncode == 0, writer.stderr
+    assert len(seen) >= 2 and seen == sorted(seen)  # searched while it ran; never went back
+    assert len(reader.videos()) == 4
+    names = {h.video for h in reader.search("a test pattern", top_k=50).hits}
+    assert names == {f"v{i}.mp4" for i in range(4)}

@@ -159,8 +159,10 @@ def search(
                 for rank, (uid, _) in enumerate(hits):
                     vote(index.level, uid, rank, MODALITY_WEIGHT["visual"], why="visual")
 
-        ranked = sorted(units.values(), key=lambda u: (-u.score, -LEVEL_WEIGHT[u.level], u.id))[:top_k]
-        hits_out = [_materialise(s, u) for u in ranked]
+        ranked = sorted(units.values(), key=lambda u: (-u.score, -LEVEL_WEIGHT[u.level], u.id))
+        # rows can vanish under a concurrent re-index (vectors go first, rows after): skip those units
+        found = [(h, u) for h, u in ((_materialise(s, u), u) for u in ranked[: top_k * 2]) if h[0] >= 0][:top_k]
+        hits_out, ranked = [h for h, _ in found], [u for _, u in found]
         videos = {v.id: v for v in s.scalars(select(Video).where(Video.id.in_({h[0] for h in hits_out})))}
         names = {i: v.name for i, v in videos.items()}
     result = SearchResult(
