@@ -87,6 +87,11 @@ def _library(library: Optional[Path], device: Optional[str] = None, offline: Opt
         if not quiet:
             typer.echo(f"vdisc: warning: {msg}", err=True)
 
+    import warnings
+
+    # library warnings (a truncated file, say) become one "vdisc: warning:" line, or nothing with --quiet
+    warnings.showwarning = lambda message, *_args, **_kw: notify(str(message))
+
     return Library(library, device=device, offline=offline, notify=notify, progress=progress, compressor=compressor,
                    models={k: v for k, v in models.items() if v})
 
@@ -136,7 +141,7 @@ def index(
             elif r.status == "unchanged":
                 typer.echo(f"unchanged {name}: {r.reason}")
             else:
-                _err(f"failed {r.path}: {r.reason}")
+                _err(f"failed {r.path}: {r.reason.removeprefix(f'{r.path}: ')}")
     if reports and all(r.status == "failed" for r in reports):
         raise typer.Exit(1)
 

@@ -92,6 +92,13 @@ _ALL_BACKENDS: tuple[str, ...] = ("pyav", "decord", "torchcodec")
 _EPS = 1e-6  # a frame at pts <= t + _EPS is displayed at t
 _BATCH = 8  # frames fetched per call from decord / torchcodec (bounded memory)
 _MAX_BAD_PACKETS = 100  # consecutive undecodable packets before giving up
+#: Seconds FFmpeg may spend opening a file (reading the header and probing the
+#: streams) before vdisc gives up on it: a demuxer that loops on a damaged file
+#: is interrupted through FFmpeg's interrupt callback and the file fails with
+#: one line. Only the open is bounded (PyAV's read timeout would also fire on a
+#: seek made after a long pause between packets); a decoder that hangs inside
+#: libavcodec cannot be interrupted in-process.
+OPEN_TIMEOUT = 60.0
 
 
 # --------------------------------------------------------------------------- #
@@ -166,11 +173,20 @@ def _check_file(path: str | os.PathLike[str]) -> str:
     return str(p)
 
 
+def _av_open(path: str) -> av.container.InputContainer:
+    """``av.open`` for reading, with :data:`OPEN_TIMEOUT` on the open (not on reads)."""
+    import av
+
+    return av.open(path, mode="r", timeout=(OPEN_TIMEOUT, None))
+
+
 def _open_container(path: str) -> av.container.InputContainer:
     import av
 
     try:
-        return av.open(path, mode="r")
+        return _av_open(path)
+    except av.error.ExitError as exc:
+        raise _fail(path, f"timed out after {OPEN_TIMEOUT:g} s opening it (FFmpeg hangs on this file)") from exc
     except av.error.InvalidDataError as exc:
         raise _fail(
             path, "not a video file, or a damaged or incomplete one (FFmpeg cannot read it)"
@@ -395,7 +411,7 @@ def _first_frame_facts(path: str, stream_index: int) -> tuple[int, tuple[int, in
     import av
 
     try:
-        with av.open(path) as container:
+        with _av_open(path) as container:
             vs = container.streams[stream_index]
             for frame in container.decode(vs):
                 return _rotation_steps(frame), (frame.width, frame.height)
@@ -867,7 +883,7 @@ def _packet_pts(path: str) -> np.ndarray | None:
     import av
 
     try:
-        container = av.open(path)
+        container = _av_open(path)
     except (av.error.FFmpegError, OSError):
         return None
     try:

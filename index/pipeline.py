@@ -167,7 +167,7 @@ class Indexer:
         except BaseException:
             self.store.delete_video(video_id)  # never leave half a video behind
             raise
-        report.status, report.video_id, report.duration = "indexed", video_id, info.duration
+        report.status, report.video_id = "indexed", video_id
 
     # ---- perception ---------------------------------------------------------
     def _perceive_and_store(self, video_id: int, path: Path, info: decode.VideoInfo, report: IndexReport) -> None:
@@ -181,7 +181,7 @@ class Indexer:
         speech = ThreadPoolExecutor(1, thread_name_prefix="vdisc-asr") if asr is not None else None
         words_future = speech.submit(self._speech, asr, path, info, name) if speech is not None else None
         try:
-            results, decoder = self._frames(path, info, name, visual, ocr, captioner, report)
+            results, decoder, duration = self._frames(path, info, name, visual, ocr, captioner, report)
         finally:
             if speech is not None:
                 speech.shutdown(wait=True)
@@ -201,10 +201,10 @@ class Indexer:
             results[host].words.append(w)
 
         scenes = group_scenes([r.span for r in results], st.scene_similarity, st.scene_max_seconds)
-        self._store(video_id, path, info, results, scenes, channels, decoder, report)
+        self._store(video_id, path, duration, results, scenes, channels, decoder, report)
 
     def _frames(self, path: Path, info: decode.VideoInfo, name: str, visual: Any, ocr: Any, captioner: Any,
-                report: IndexReport) -> tuple[list[_ClipResult], str]:
+                report: IndexReport) -> tuple[list[_ClipResult], str, float]:
         """Decode, cut into clips and perceive them in batches; frames are dropped once perceived."""
         st = self.settings
         segmenter = Segmenter(st.clip_seconds, st.min_clip_seconds, st.cut_threshold)
@@ -233,14 +233,17 @@ class Indexer:
                 if sum(len(_kept(r.span)) for r in pending) >= st.batch_size:
                     flush()
                 self.progress(Progress(video=name, stage="frames", done=min(ts, info.duration), total=info.duration))
-            for clip in segmenter.finish(max(info.duration, segmenter.last_ts)):
+            end = max(info.duration, segmenter.last_ts)
+            if segmenter.last_ts + max(2.0, 0.01 * info.duration) < info.duration:
+                end = segmenter.last_ts + 1.0 / st.cut_fps  # truncated file: it ends where frames end
+            for clip in segmenter.finish(end):
                 pending.append(_ClipResult(clip))
             flush()
         report.clips = len(results)
         if not results:
             raise DecodeError(f"{path}: no frames could be decoded")
         self.progress(Progress(video=name, stage="frames", done=info.duration, total=info.duration))
-        return results, reader.name
+        return results, reader.name, end
 
     def _open(self, path: Path) -> decode.VideoReader:
         return decode.open_video(path, backend=self.settings.decoder)
@@ -279,10 +282,10 @@ class Indexer:
                 batch[i].caption = text.strip()
 
     # ---- storing ------------------------------------------------------------
-    def _store(self, video_id: int, path: Path, info: decode.VideoInfo, results: list[_ClipResult],
+    def _store(self, video_id: int, path: Path, duration: float, results: list[_ClipResult],
                scene_groups: list[list[int]], channels: list[str], decoder: str, report: IndexReport) -> None:
         name = path.name
-        self.progress(Progress(video=name, stage="store", done=0.0, total=info.duration))
+        self.progress(Progress(video=name, stage="store", done=0.0, total=duration))
         reg, store = self.registry, self.store
         caption_spec = reg.spec("caption")
         texts: list[TextChunk] = []
@@ -326,7 +329,7 @@ class Indexer:
                                                start=sc.start, end=sc.end, text=body))
             summary = _summary(name, clip_rows)
             texts.append(TextChunk(video_id=video_id, level="video", unit_id=video_id, modality="summary",
-                                   start=0.0, end=info.duration, text=summary))
+                                   start=0.0, end=duration, text=summary))
             s.add_all(texts)
             s.flush()
             text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
@@ -334,7 +337,7 @@ class Indexer:
             clip_ids = [c.id for c in clip_rows]
             scene_ids = [sc.id for sc in scene_rows]
             video = s.get(Video, video_id)
-            video.summary, video.decoder = summary, decoder
+            video.summary, video.decoder, video.duration = summary, decoder, duration
 
         touched = self._add_text_vectors(text_meta)
         if "visual" in channels:
@@ -347,9 +350,9 @@ class Indexer:
             video.status, video.channels, video.indexed_at = "done", channels, now_iso()
         # the library remembers its models, so reopening it searches with the same encoders
         store.set_meta("models", json.dumps({role: reg.ref(role) for role in ("visual", "text")}))
-        report.scenes, report.frames = len(scene_ids), len(frame_ids)
+        report.scenes, report.frames, report.duration = len(scene_ids), len(frame_ids), duration
         report.words, report.channels = sum(len(r.words) for r in results), channels
-        self.progress(Progress(video=name, stage="store", done=info.duration, total=info.duration))
+        self.progress(Progress(video=name, stage="store", done=duration, total=duration))
 
     def _add_text_vectors(self, text_meta: list[tuple[int, str, str, str]]) -> set[Any]:
         model = self.registry.get("text")
