@@ -32,7 +32,7 @@ def run_checks(lib: Any) -> dict[str, Any]:
     checks = []
     for name, why in decode.available_backends().items():
         checks.append(_check(f"decoder {name}", why is None, "usable" if why is None else why,
-                             why or "" if name != "pyav" else "pip install av"))
+                             why or ""))  # the reason already says how to install it
     import av
 
     versions = {"libavcodec (PyAV)": ".".join(map(str, av.library_versions.get("libavcodec", ()))) or "?",

@@ -204,10 +204,6 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(text("SELECT value FROM meta WHERE key='schema_version'")).scalar_one())
 
-    def get_meta(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
-            return conn.execute(text("SELECT value FROM meta WHERE key=:k"), {"k": key}).scalar()
-
     def set_meta(self, key: str, value: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(text("INSERT INTO meta(key, value) VALUES (:k, :v) "

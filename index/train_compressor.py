@@ -68,15 +68,23 @@ def collect_pairs(store: Store, registry: Registry, max_clips: int = 512, fps: f
         raise LibraryError("training needs at least two indexed clips with words (speech, on-screen text or captions)")
     pairs: list[Pair] = []
     texts = torch.from_numpy(visual.encode_texts([t[2][:300] for t in todo]))
-    for (clip, path, _), text in zip(todo, texts):
-        rate = min(fps, frames_per_clip / max(clip.end - clip.start, 1e-3))
-        with decode.open_video(path) as reader:
+    reader, current = None, None  # one open reader per video: rows come grouped by video
+    try:
+        for (clip, path, _), text in zip(todo, texts):
+            if path != current:
+                if reader is not None:
+                    reader.close()
+                reader, current = decode.open_video(path), path
+            rate = min(fps, frames_per_clip / max(clip.end - clip.start, 1e-3))
             frames = list(reader.frames(fps=rate, max_side=max_side, start=clip.start, end=clip.end))
-        if not frames:
-            continue
-        with torch.no_grad():
-            tokens = visual.encode_image_tokens([rgb for _, rgb in frames]).cpu()
-        pairs.append(Pair(tokens, [ts for ts, _ in frames], text))
+            if not frames:
+                continue
+            with torch.no_grad():
+                tokens = visual.encode_image_tokens([rgb for _, rgb in frames]).cpu()
+            pairs.append(Pair(tokens, [ts for ts, _ in frames], text))
+    finally:
+        if reader is not None:
+            reader.close()
     return pairs
 
 
