@@ -3,7 +3,8 @@
 Each check is a dict ``{"name", "ok", "detail", "fix"}``: decoders and why one
 is missing, library versions (FFmpeg, PyAV, decord, torch), CUDA, every model
 role (loaded for real, with the setting to change), the library's integrity
-(schema version, FAISS vectors equal to SQLite rows, no half-indexed videos)
+(schema version, every finished row with its FAISS vector and no vector
+without a row, half-indexed videos and their checkpoints)
 and free disk.
 """
 
@@ -68,24 +69,43 @@ def run_checks(lib: Any) -> dict[str, Any]:
 
 
 def _library_checks(lib: Any) -> list[dict[str, Any]]:
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
+    from vdisc.index.checkpoint import partial_size
     from vdisc.index.store import SCHEMA_VERSION, UNIT_TABLES, TextChunk, Video
 
     store = lib.store
     out = [_check("schema", store.schema_version == SCHEMA_VERSION, f"version {store.schema_version}",
                   "upgrade vdisc")]
     with store.session() as s:
-        stale = s.scalar(select(func.count()).select_from(Video).where(Video.status != "done")) or 0
-        out.append(_check("half-indexed videos", stale == 0, f"{stale} not finished",
-                          "run vdisc index again on those files (it starts them over)"))
+        done = set(s.scalars(select(Video.id).where(Video.status == "done")))
+        stale = s.scalars(select(Video.name).where(Video.status != "done")).all()
+        waiting, size = partial_size(store.home)
+        detail = f"{len(stale)} not finished" + (f" ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''})"
+                                                 if stale else "")
+        if waiting:
+            detail += f"; checkpoints of {waiting} interrupted video(s), {size / 2**20:.1f} MiB"
+        out.append(_check("half-indexed videos", not stale, detail,
+                          "run vdisc index again on those files: it resumes from the checkpoints"))
+        # After a crash the unfinished video may have rows without vectors (or the reverse);
+        # what must hold is that finished videos are whole and no vector lacks its row.
         for index in store.vector_indexes():
             if index.modality == "visual":
-                rows = s.scalar(select(func.count()).select_from(UNIT_TABLES[index.level])) or 0
+                table = UNIT_TABLES[index.level]
+                owner = table.id if index.level == "video" else table.video_id
+                rows = dict(s.execute(select(table.id, owner)).tuples().all())
             else:
-                rows = s.scalar(select(func.count()).select_from(TextChunk).where(
-                    TextChunk.level == index.level, TextChunk.modality == index.modality)) or 0
-            out.append(_check(f"vectors {index.level}.{index.modality}", len(index) == rows,
-                              f"{len(index)} vectors, {rows} rows",
+                rows = dict(s.execute(select(TextChunk.id, TextChunk.video_id).where(
+                    TextChunk.level == index.level, TextChunk.modality == index.modality)).tuples().all())
+            ids = index.ids().tolist()
+            unique = set(ids)
+            missing = sum(1 for i, v in rows.items() if v in done and i not in unique)
+            orphans = len(unique - rows.keys())
+            ok = len(unique) == len(ids) and not missing and not orphans
+            problems = [f"{missing} rows without vectors"] * bool(missing) + \
+                [f"{orphans} vectors without rows"] * bool(orphans) + \
+                [f"{len(ids) - len(unique)} duplicates"] * (len(unique) != len(ids))
+            out.append(_check(f"vectors {index.level}.{index.modality}", ok,
+                              f"{len(ids)} vectors, {len(rows)} rows" + (": " + ", ".join(problems) if problems else ""),
                               "re-index the library (vdisc index --force PATH)"))
     return out

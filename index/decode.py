@@ -96,9 +96,12 @@ _MAX_BAD_PACKETS = 100  # consecutive undecodable packets before giving up
 #: streams) before vdisc gives up on it: a demuxer that loops on a damaged file
 #: is interrupted through FFmpeg's interrupt callback and the file fails with
 #: one line. Only the open is bounded (PyAV's read timeout would also fire on a
-#: seek made after a long pause between packets); a decoder that hangs inside
-#: libavcodec cannot be interrupted in-process.
+#: seek made after a long pause between packets). A decoder that hangs inside
+#: libavcodec cannot be interrupted in-process, so the indexer reads frames in
+#: a thread and gives up on a file whose decoder yields nothing for
+#: ``STALL_TIMEOUT`` seconds.
 OPEN_TIMEOUT = 60.0
+STALL_TIMEOUT = 60.0
 
 
 # --------------------------------------------------------------------------- #

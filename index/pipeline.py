@@ -6,22 +6,30 @@
 
 A video row is written first with status "indexing" and flipped to "done"
 last; a run that dies in between leaves a row that the next run removes
-(vectors first, then rows) before starting over, so the library never holds
-half a video. Progress is reported through a callback in media seconds.
+(vectors first, then rows), so the library never holds half a video. The
+perception work survives such a crash: each batch of clips is checkpointed
+(see ``checkpoint.py``) and the next run resumes after the last saved clip.
+Decoding runs a few frames ahead in a thread, which also bounds a decoder
+that hangs (``decode.STALL_TIMEOUT``). Progress is reported through a
+callback in media seconds.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
+import queue
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -31,6 +39,7 @@ from vdisc.config import Settings
 from vdisc.errors import DecodeError, VdiscError
 
 from . import decode
+from .checkpoint import Checkpoint, ClipRecord, Resume
 from .models import Registry
 from .segment import ClipSpan, SampledFrame, Segmenter, group_scenes, histogram
 from .store import Clip, Frame, Scene, Store, TextChunk, Video, Word, now_iso
@@ -47,7 +56,7 @@ class Progress(BaseModel):
     """One progress event: ``done`` of ``total`` media seconds of ``stage``."""
 
     video: str
-    stage: str  # speech | frames | store
+    stage: str  # resume | speech | frames | store  (resume: ``done`` seconds were already indexed)
     done: float
     total: float
 
@@ -67,6 +76,7 @@ class IndexReport(BaseModel):
     words: int = 0
     channels: list[str] = []
     seconds: float = 0.0  # wall-clock time spent
+    resumed_from: float = 0.0  # media seconds already done by an interrupted earlier run
 
 
 def file_fingerprint(path: Path, block: int = 1 << 20) -> str:
@@ -101,6 +111,17 @@ class _ClipResult:
     ocr_lines: list[str] = field(default_factory=list)
     caption: str = ""
     words: list[Any] = field(default_factory=list)
+
+    def record(self) -> ClipRecord:
+        return ClipRecord(idx=self.span.idx, start=self.span.start, end=self.span.end, shot=self.span.shot,
+                          hist=self.span.hist, frame_ts=self.frame_ts, frame_vecs=self.frame_vecs,
+                          ocr_lines=self.ocr_lines, caption=self.caption)
+
+    @classmethod
+    def from_record(cls, c: ClipRecord) -> "_ClipResult":
+        span = ClipSpan(c.idx, c.start, c.end, c.shot, [], mean_hist=c.hist)
+        return cls(span, frame_ts=list(c.frame_ts), frame_vecs=c.frame_vecs, ocr_lines=list(c.ocr_lines),
+                   caption=c.caption)
 
 
 class Indexer:
@@ -143,7 +164,7 @@ class Indexer:
                             channels=list(moved.channels), reason=f"moved from {was}; path updated"))
             if old is not None:
                 self.store.delete_video(old.id)
-            self._index_new(path, info, fingerprint, report)
+            self._index_new(path, info, fingerprint, report, force)
         except VdiscError as exc:
             report.reason = str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
@@ -154,7 +175,15 @@ class Indexer:
         report.seconds = round(time.monotonic() - t0, 3)
         return report
 
-    def _index_new(self, path: Path, info: decode.VideoInfo, fingerprint: str, report: IndexReport) -> None:
+    def _index_new(self, path: Path, info: decode.VideoInfo, fingerprint: str, report: IndexReport,
+                   force: bool) -> None:
+        ckpt = self._checkpoint(path, fingerprint)
+        ckpt.discard_others()
+        if force:
+            ckpt.discard()
+        resume = ckpt.load()
+        if resume is None:
+            ckpt.start()
         with self.store.session() as s, s.begin():
             video = Video(path=str(path), name=path.name, fingerprint=fingerprint, size=path.stat().st_size,
                           duration=info.duration, fps=info.fps, width=info.width, height=info.height,
@@ -163,14 +192,28 @@ class Indexer:
             s.flush()
             video_id = video.id
         try:
-            self._perceive_and_store(video_id, path, info, report)
-        except BaseException:
+            self._perceive_and_store(video_id, path, info, report, ckpt, resume)
+        except BaseException as exc:
             self.store.delete_video(video_id)  # never leave half a video behind
+            if isinstance(exc, VdiscError):  # the file is at fault: rerunning would fail the same way
+                ckpt.discard()
             raise
+        ckpt.discard()
         report.status, report.video_id = "indexed", video_id
 
+    def _checkpoint(self, path: Path, fingerprint: str) -> Checkpoint:
+        """The checkpoint of this file, valid only for the models and settings that shape perception."""
+        st, reg = self.settings, self.registry
+        key = {"format": 1, "decoder": st.decoder,
+               "models": {role: reg.ref(role) if reg.get(role) is not None else "off"
+                          for role in ("visual", "ocr", "caption", "asr")},
+               "sampling": [st.fps, st.cut_fps, st.max_side, st.clip_seconds, st.min_clip_seconds,
+                            st.cut_threshold, st.batch_size, st.ocr_frames_per_clip, st.caption_frames]}
+        return Checkpoint(self.store.home, fingerprint, path, key)
+
     # ---- perception ---------------------------------------------------------
-    def _perceive_and_store(self, video_id: int, path: Path, info: decode.VideoInfo, report: IndexReport) -> None:
+    def _perceive_and_store(self, video_id: int, path: Path, info: decode.VideoInfo, report: IndexReport,
+                            ckpt: Checkpoint, resume: Resume | None) -> None:
         st, reg, name = self.settings, self.registry, path.name
         channels: list[str] = []
 
@@ -178,14 +221,18 @@ class Indexer:
         # code that releases the GIL (CTranslate2, FFmpeg), so two cores overlap them.
         asr = reg.get("asr") if info.has_audio else None
         visual, ocr, captioner = reg.get("visual"), reg.get("ocr"), reg.get("caption")
+        words: list[Any] | None = None
+        if asr is not None and resume is not None and resume.words is not None:
+            words, asr = [_Word(**w) for w in resume.words], None  # transcribed before the crash
         speech = ThreadPoolExecutor(1, thread_name_prefix="vdisc-asr") if asr is not None else None
-        words_future = speech.submit(self._speech, asr, path, info, name) if speech is not None else None
+        words_future = speech.submit(self._speech, asr, path, info, name, ckpt) if speech is not None else None
         try:
-            results, decoder, duration = self._frames(path, info, name, visual, ocr, captioner, report)
+            results, decoder, duration = self._frames(path, info, name, visual, ocr, captioner, report, ckpt, resume)
         finally:
             if speech is not None:
                 speech.shutdown(wait=True)
-        words = words_future.result() if words_future is not None else None
+        if words_future is not None:
+            words = words_future.result()
         if words is not None:
             channels.append("speech")
 
@@ -204,55 +251,88 @@ class Indexer:
         self._store(video_id, path, duration, results, scenes, channels, decoder, report)
 
     def _frames(self, path: Path, info: decode.VideoInfo, name: str, visual: Any, ocr: Any, captioner: Any,
-                report: IndexReport) -> tuple[list[_ClipResult], str, float]:
-        """Decode, cut into clips and perceive them in batches; frames are dropped once perceived."""
+                report: IndexReport, ckpt: Checkpoint, resume: Resume | None) -> tuple[list[_ClipResult], str, float]:
+        """Decode, cut into clips and perceive them in batches; frames are dropped once perceived.
+
+        Each batch is checkpointed with the segmenter's state; with ``resume``
+        the saved clips are taken as they are and decoding restarts after the
+        last frame they used.
+        """
         st = self.settings
         segmenter = Segmenter(st.clip_seconds, st.min_clip_seconds, st.cut_threshold)
         results: list[_ClipResult] = []
         pending: list[_ClipResult] = []
         ocr_memo: dict[str, Any] = {}
+        grid_fps = max(st.cut_fps, st.fps)
+        after = -math.inf  # frames up to this time were pushed by an earlier run
+        if resume is not None and resume.clips:
+            results = [_ClipResult.from_record(c) for c in resume.clips]
+            state = resume.state
+            report.resumed_from = results[-1].span.end
+            self.progress(Progress(video=name, stage="resume", done=report.resumed_from, total=info.duration))
+            if state.get("complete"):
+                report.clips = len(results)
+                return results, state["decoder"], state["end"]
+            segmenter.restore(state["segmenter"])
+            after = segmenter.last_ts
+            if "ocr_thumb" in state:
+                ocr_memo.update(thumb=state["ocr_thumb"], lines=state["ocr_lines"])
 
-        def flush() -> None:
+        def flush(end: float | None = None) -> None:
             self._perceive(pending, visual, ocr, captioner, ocr_memo)
             for r in pending:
-                for f in r.span.frames:
-                    f.rgb = None  # frames are done with; keep memory flat
+                r.span.drop_frames()  # frames are done with; keep memory flat
             results.extend(pending)
+            if pending or end is not None:
+                state: dict[str, Any] = {"ocr_thumb": ocr_memo.get("thumb"), "ocr_lines": ocr_memo.get("lines")}
+                if end is None:
+                    state["segmenter"] = segmenter.state()
+                else:  # decoding is over: a resumed run goes straight to storing
+                    state.update(complete=True, end=end, decoder=reader.name)
+                ckpt.save_batch([r.record() for r in pending], state)
             pending.clear()
 
         keep_step, next_keep = 1.0 / st.fps, 0.0
+        next_keep = _advance(next_keep, keep_step, after + 0.5 / st.cut_fps)
+        start = 0.0 if after < 0 else math.floor(after * grid_fps + 1e-6) / grid_fps
         reader = self._open(path)
         with reader:
-            for ts, rgb in reader.frames(fps=max(st.cut_fps, st.fps), max_side=st.max_side):
-                keep = ts >= next_keep - 0.5 / st.cut_fps
-                while next_keep <= ts + 0.5 / st.cut_fps:
-                    next_keep += keep_step
-                frame = SampledFrame(ts=ts, rgb=rgb if keep else None, hist=histogram(rgb))
-                for clip in segmenter.push(frame):
-                    pending.append(_ClipResult(clip))
-                if sum(len(_kept(r.span)) for r in pending) >= st.batch_size:
-                    flush()
-                self.progress(Progress(video=name, stage="frames", done=min(ts, info.duration), total=info.duration))
+            frames = reader.frames(fps=grid_fps, max_side=st.max_side, start=start)
+            # closing() stops the read-ahead thread before the reader closes under it
+            with contextlib.closing(_watched(frames, decode.STALL_TIMEOUT, str(path))) as watched:
+                for ts, rgb in watched:
+                    if ts <= after:
+                        continue
+                    keep = ts >= next_keep - 0.5 / st.cut_fps
+                    next_keep = _advance(next_keep, keep_step, ts + 0.5 / st.cut_fps)
+                    frame = SampledFrame(ts=ts, rgb=rgb if keep else None, hist=histogram(rgb))
+                    for clip in segmenter.push(frame):
+                        pending.append(_ClipResult(clip))
+                    if sum(len(_kept(r.span)) for r in pending) >= st.batch_size:
+                        flush()
+                    self.progress(Progress(video=name, stage="frames", done=min(ts, info.duration),
+                                           total=info.duration))
             end = max(info.duration, segmenter.last_ts)
             if segmenter.last_ts + max(2.0, 0.01 * info.duration) < info.duration:
                 end = segmenter.last_ts + 1.0 / st.cut_fps  # truncated file: it ends where frames end
             for clip in segmenter.finish(end):
                 pending.append(_ClipResult(clip))
-            flush()
+            if not results and not pending:
+                raise DecodeError(f"{path}: no frames could be decoded")
+            flush(end)
         report.clips = len(results)
-        if not results:
-            raise DecodeError(f"{path}: no frames could be decoded")
         self.progress(Progress(video=name, stage="frames", done=info.duration, total=info.duration))
         return results, reader.name, end
 
     def _open(self, path: Path) -> decode.VideoReader:
         return decode.open_video(path, backend=self.settings.decoder)
 
-    def _speech(self, asr: Any, path: Path, info: decode.VideoInfo, name: str) -> list[Any]:
+    def _speech(self, asr: Any, path: Path, info: decode.VideoInfo, name: str, ckpt: Checkpoint) -> list[Any]:
         self.progress(Progress(video=name, stage="speech", done=0.0, total=info.duration))
         audio = decode.read_audio(path, sample_rate=16000)
         words = asr.transcribe(audio, on_progress=lambda t: self.progress(
             Progress(video=name, stage="speech", done=min(t, info.duration), total=info.duration)))
+        ckpt.save_speech([{"start": w.start, "end": w.end, "text": w.text, "prob": w.prob} for w in words])
         self.progress(Progress(video=name, stage="speech", done=info.duration, total=info.duration))
         return words
 
@@ -394,6 +474,77 @@ class Indexer:
 
 
 # ---- helpers ----------------------------------------------------------------
+@dataclass
+class _Word:
+    """A transcribed word read back from a checkpoint."""
+
+    start: float
+    end: float
+    text: str
+    prob: float = 1.0
+
+
+def _advance(next_keep: float, step: float, limit: float) -> float:
+    """Step the next 1-fps keep time past ``limit``, by the same additions as frame-by-frame."""
+    while next_keep <= limit:
+        next_keep += step
+    return next_keep
+
+
+_T = TypeVar("_T")
+
+
+def _watched(items: Iterator[_T], stall: float, what: str) -> Iterator[_T]:
+    """``items``, pulled a few ahead in a thread; a source silent for ``stall`` seconds is abandoned.
+
+    The read-ahead overlaps decoding with perception. A decoder stuck inside
+    FFmpeg cannot be interrupted, so on a stall the thread is left behind
+    (it is a daemon) and the file is given up with a DecodeError.
+    """
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=8)
+    stop = threading.Event()
+
+    def offer(message: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(message, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for item in items:
+                if not offer(("item", item)):
+                    return
+            offer(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            offer(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # the generator's cleanup (closing its container) runs in its own thread
+
+    thread = threading.Thread(target=pump, name="vdisc-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                kind, item = q.get(timeout=stall)
+            except queue.Empty:
+                raise DecodeError(f"{what}: the decoder produced nothing for {stall:g} s; "
+                                  "giving up on this file") from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=min(stall, 5.0))
+
+
 def _kept(span: ClipSpan) -> list[SampledFrame]:
     return [f for f in span.frames if f.rgb is not None]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -42,10 +42,18 @@ class ClipSpan:
     end: float
     shot: int
     frames: list[SampledFrame] = field(default_factory=list)
+    mean_hist: np.ndarray | None = None  # set once the frames are dropped
 
     @property
     def hist(self) -> np.ndarray:
+        if self.mean_hist is not None:
+            return self.mean_hist
         return np.mean([f.hist for f in self.frames], axis=0) if self.frames else np.zeros(H_BINS * S_BINS * V_BINS)
+
+    def drop_frames(self) -> None:
+        """Forget the frames, keeping their mean histogram (all scene grouping needs)."""
+        self.mean_hist = self.hist
+        self.frames = []
 
 
 def histogram(rgb: np.ndarray) -> np.ndarray:
@@ -84,6 +92,7 @@ class Segmenter:
         self._prev: SampledFrame | None = None
         self._clip_idx = 0
         self._shot_idx = 0
+        self._tail: SampledFrame | None = None  # the last frame already handed out in a clip
         self.cuts: list[float] = []
 
     @property
@@ -105,6 +114,26 @@ class Segmenter:
         while self._shot_frames and frame.ts - self._shot_start >= 2 * self.clip_seconds:
             yield self._emit(self._shot_start, self._shot_start + self.clip_seconds)
 
+    def state(self) -> dict[str, Any]:
+        """Where the segmenter stands after its last clip, for :meth:`restore` in a later run.
+
+        Frames pushed after that clip are not part of the state: a resumed run
+        pushes them again, starting after ``tail_ts``. Only valid once a clip
+        has been emitted.
+        """
+        assert self._tail is not None and self._shot_start is not None
+        return {"clip_idx": self._clip_idx, "shot_idx": self._shot_idx, "shot_start": self._shot_start,
+                "tail_ts": self._tail.ts, "tail_hist": self._tail.hist.tolist(), "cuts": list(self.cuts)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue as if every frame up to ``state["tail_ts"]`` had been pushed (see :meth:`state`)."""
+        self._clip_idx, self._shot_idx = int(state["clip_idx"]), int(state["shot_idx"])
+        self._shot_start = float(state["shot_start"])
+        self._tail = self._prev = SampledFrame(float(state["tail_ts"]), None,
+                                               np.asarray(state["tail_hist"], dtype=np.float32))
+        self._shot_frames = []
+        self.cuts = [float(c) for c in state["cuts"]]
+
     def finish(self, duration: float) -> Iterator[ClipSpan]:
         if self._shot_start is not None:
             yield from self._close_shot(max(duration, self._shot_start))
@@ -121,6 +150,8 @@ class Segmenter:
     def _emit(self, start: float, end: float) -> ClipSpan:
         mine = [f for f in self._shot_frames if f.ts < end]
         self._shot_frames = [f for f in self._shot_frames if f.ts >= end]
+        if mine:
+            self._tail = mine[-1]
         clip = ClipSpan(self._clip_idx, start, end, self._shot_idx, mine)
         self._clip_idx += 1
         self._shot_start = end

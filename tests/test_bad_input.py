@@ -482,3 +482,61 @@ def test_opening_a_file_is_bounded_by_a_timeout(tmp_path: Path, monkeypatch: pyt
                                   "caption": "none"}).index(FIXTURES / "talk.mp4")
     assert rep.status == "failed" and "timed out" in rep.reason
     assert library_rows(lib) == {}
+
+
+def test_a_decoder_that_stops_producing_frames_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          tiny_clip_dir: Path):
+    """A decoder stuck mid-file (it cannot be interrupted inside FFmpeg) fails that file after
+    decode.STALL_TIMEOUT; the next file is still indexed and nothing of the stuck one is stored.
+
+    The stuck decoder is the real PyAV reader wrapped so that it blocks forever after
+    a few frames: a real hang cannot be produced on demand.
+    """
+    import threading
+    import time
+
+    from vdisc import Library
+    from vdisc.index import decode
+    from vdisc.index.pipeline import Indexer
+
+    release = threading.Event()
+    real_open = Indexer._open
+
+    class Stuck:
+        def __init__(self, reader):
+            self.reader, self.name = reader, reader.name
+
+        def frames(self, **kw):
+            for n, item in enumerate(self.reader.frames(**kw)):
+                if n == 12:
+                    release.wait()  # hangs like a decoder spinning inside libavcodec
+                yield item
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.reader.close()
+
+    def open_stuck(self, path):
+        reader = real_open(self, path)
+        return Stuck(reader) if path.name == "stuck.mp4" else reader
+
+    monkeypatch.setattr(decode, "STALL_TIMEOUT", 1.5)
+    monkeypatch.setattr(Indexer, "_open", open_stuck)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "stuck.mp4").write_bytes((FIXTURES / "talk.mp4").read_bytes())
+    (folder / "well.mp4").write_bytes((FIXTURES / "silent.mp4").read_bytes())
+    lib = tmp_path / "lib"
+    models = {"visual": f"local-dir:{tiny_clip_dir}", "asr": "none", "ocr": "none", "caption": "none"}
+    t0 = time.monotonic()
+    try:
+        stuck, well = Library(lib, models=models).index(folder)
+    finally:
+        release.set()
+    assert time.monotonic() - t0 < 30
+    assert stuck.status == "failed" and "produced nothing for 1.5 s" in stuck.reason
+    assert well.status == "indexed"
+    assert list(library_rows(lib)) == [str(folder / "well.mp4")]
+    assert_consistent(lib)
