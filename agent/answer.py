@@ -71,8 +71,9 @@ class Answer(BaseModel):
 
     def _repr_html_(self) -> str:
         from vdisc.agent.render import answer_html
+        from vdisc.index.render import Media
 
-        return answer_html(self, self._paths)
+        return answer_html(self, Media.inline(self._paths))
 
 
 def check_spans(spans: list[Span], observations: list[Observation]) -> tuple[list[Span], list[Span]]:

@@ -57,9 +57,9 @@ class SearchResult(BaseModel):
         return self.model_dump()
 
     def _repr_html_(self) -> str:
-        from vdisc.index.render import search_html
+        from vdisc.index.render import Media, search_html
 
-        return search_html(self, self._paths)
+        return search_html(self, Media.inline(self._paths))
 
 
 @dataclass
