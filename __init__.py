@@ -22,6 +22,7 @@ from vdisc.errors import ConfigError, DecodeError, LibraryError, ModelUnavailabl
 
 if TYPE_CHECKING:
     from vdisc.agent.answer import Answer
+    from vdisc.export import ClipReport
     from vdisc.index.pipeline import IndexReport, ProgressFn
     from vdisc.index.store import Store
     from vdisc.tools.inspect import InspectResult
@@ -206,6 +207,42 @@ class Library:
 
             answer._paths = dict(s.execute(select(Video.name, Video.path)).all())
         return answer
+
+    def export(self, result: Any, format: str = "srt", *, video: str | int | None = None) -> str:
+        """An answer's or search result's moments as ``srt``, ``vtt``, ``chapters``, ``json`` or ``edl`` text.
+
+        ``result`` is an Answer, a SearchResult, or the dict (or JSON text) of
+        ``vdisc ask|search|export --json``; ``video`` keeps one video's moments
+        (subtitles and chapters describe one video). Formats: ``vdisc.export``.
+        """
+        from vdisc import export
+
+        export.writer(format)  # an unknown format is the first thing to hear about
+        moments = export.moments_of(result, video=self._video_name(video))
+        facts = export.locate(self._existing_store(), moments)
+        return export.render(moments, format, fps=facts[moments.cues[0].video].fps or export.DEFAULT_FPS)
+
+    def clip(self, result: Any, out: str | Path, *, video: str | int | None = None) -> "ClipReport":
+        """Cut an answer's or search result's moments from their videos into one video file at ``out``.
+
+        Moments play in time order per video, overlaps merged; the clip lasts
+        their sum (``vdisc.export.cut_clip``).
+        """
+        from vdisc import export
+
+        moments = export.moments_of(result, video=self._video_name(video))
+        facts = export.locate(self._existing_store(), moments)
+        return export.cut_clip(export.clip_parts(moments, facts), out)
+
+    def _video_name(self, video: str | int | None) -> str | None:
+        if video is None:
+            return None
+        store = self._existing_store()
+        with store.session() as s:
+            v = store.find_video(s, video)
+            if v is None:
+                raise LibraryError(f"no indexed video matches {video!r}; see vdisc ls")
+            return v.name
 
     def browse(self, video: str | int | None = None, max_scenes: int = 24) -> Any:
         """The videos with durations and a bounded timeline of scene digests (what is said, shown, seen)."""

@@ -472,6 +472,91 @@ def info(
         typer.echo(f"vectors   {key}: {v['count']} ({v['model']})")
 
 
+@app.command("export")
+@_cli_errors
+def export_cmd(
+    source: Optional[str] = typer.Argument(None, help="JSON from vdisc ask/search/export --json: a file, or - "
+                                           "for stdin"),
+    ask_question: Optional[str] = typer.Option(None, "--ask", help="Ask this question and export the answer"),
+    search_query: Optional[str] = typer.Option(None, "--search", help="Search for this and export the hits"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="srt | vtt | chapters | json | edl"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the format here [default: stdout]"),
+    clip: Optional[Path] = typer.Option(None, "--clip", help="Cut the moments into one video (.mp4, .mkv, .mov)"),
+    video: Optional[str] = typer.Option(None, "--video", help="Only this video's moments (id, path or file name)"),
+    top_k: int = typer.Option(10, "--top-k", "-k", help="With --search: how many moments"),
+    level: Optional[str] = typer.Option(None, "--level", help="With --search: video | scene | clip | frame "
+                                        "(clip keeps a reel from swallowing whole scenes)"),
+    max_steps: int = typer.Option(12, "--max-steps", help="With --ask: most tool calls before answering"),
+    library: Optional[Path] = LibraryOpt,
+    device: Optional[str] = DeviceOpt,
+    offline: Optional[bool] = OfflineOpt,
+) -> None:
+    """Export an answer's or search's moments: subtitles, chapters, EDL, JSON, or one cut clip."""
+    from vdisc.errors import ConfigError
+    from vdisc.export import write_text_atomic, writer
+
+    if sum(x is not None for x in (source, ask_question, search_query)) != 1:
+        raise ConfigError("give one source: a JSON file (- for stdin), --ask QUESTION or --search QUERY")
+    if fmt is None and clip is None:
+        raise ConfigError("say what to export: --format srt|vtt|chapters|json|edl, --clip OUT.mp4, or both")
+    if fmt is None and output is not None:
+        raise ConfigError("--output needs --format")
+    if fmt is not None:
+        writer(fmt)  # a typo in the format is reported before any work is done
+    lib = _library(library, device, offline, quiet=ask_question is None)
+    if ask_question is not None:
+        result: Any = lib.ask(ask_question, video=video, max_steps=max_steps)
+    elif search_query is not None:
+        result = lib.search(search_query, top_k=top_k, video=video, level=level)
+    elif source == "-":
+        result = sys.stdin.read()
+    else:
+        path = Path(source or "")
+        if not path.is_file():
+            raise ConfigError(f"{source}: no such file")
+        result = path.read_text(encoding="utf-8", errors="replace")
+    text = lib.export(result, fmt, video=video) if fmt is not None else None  # validates before any cutting
+    if clip is not None:
+        report = lib.clip(result, clip, video=video)
+        typer.echo(f"wrote {report.path}: {report.moments} moment{'s' * (report.moments != 1)}, "
+                   f"{fmt_time(report.duration)}, {report.video_codec}/{report.audio_codec or 'no audio'} "
+                   f"in {report.seconds:.1f} s", err=True)
+    if text is not None:
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            write_text_atomic(output, text)
+            typer.echo(f"wrote {output} ({fmt})", err=True)
+
+
+@app.command()
+@_cli_errors
+def serve(
+    library: Optional[Path] = LibraryOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; loopback keeps the library "
+                             "private to this machine"),
+    port: int = typer.Option(8765, "--port", help="Port to listen on; 0 picks a free one"),
+    device: Optional[str] = DeviceOpt,
+    offline: Optional[bool] = OfflineOpt,
+) -> None:
+    """A local web page: ask and search, see each moment's thumbnail, click to play it."""
+    from vdisc.serve import LOOPBACK, run
+
+    lib = _library(library, device, offline)
+    notices: set[str] = set()
+    warn = lib.notify
+
+    def once(msg: str) -> None:  # the server asks many times; say each notice once
+        if msg not in notices and warn is not None:
+            notices.add(msg)
+            warn(msg)
+
+    lib.notify = once
+    if host not in LOOPBACK:
+        _err(f"warning: listening on {host}: anyone who can reach this machine can search and play the library")
+    run(lib, host, port, on_ready=lambda url: typer.echo(f"vdisc: serving {lib.path} at {url} (Ctrl-C to stop)"))
+
+
 class _ProgressBars:
     """Rich progress bars fed by ``Progress`` events; a no-op when off."""
 

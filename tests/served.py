@@ -1,0 +1,55 @@
+"""Run the real `vdisc serve` in a subprocess for a test: it picks a free port and prints its URL."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+START_TIMEOUT = 120.0  # s: a cold start imports the library's stack on a 2-core machine
+
+
+@contextmanager
+def serving(library: Path, logs: Path) -> Iterator[str]:
+    """``vdisc serve --port 0`` on ``library``; yields its URL once it answers, stops it afterwards."""
+    logs.mkdir(parents=True, exist_ok=True)
+    out, err = logs / "serve.stdout", logs / "serve.stderr"
+    with out.open("w") as fo, err.open("w") as fe:
+        proc = subprocess.Popen([sys.executable, "-m", "vdisc.cli", "serve", "--library", str(library), "--port", "0"],
+                                stdout=fo, stderr=fe, env=dict(os.environ))
+    try:
+        url = _wait_for_url(proc, out, err)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_for_url(proc: subprocess.Popen, out: Path, err: Path) -> str:
+    deadline = time.monotonic() + START_TIMEOUT
+    url = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"vdisc serve exited with {proc.returncode}: {err.read_text()[-2000:]}")
+        if url is None:
+            m = re.search(r"at (http://\S+/) ", out.read_text())
+            url = m.group(1) if m else None
+        if url is not None:
+            try:
+                with urllib.request.urlopen(url + "api/videos", timeout=5) as r:
+                    if r.status == 200:
+                        return url
+            except OSError:
+                pass
+        time.sleep(0.1)
+    raise RuntimeError(f"vdisc serve did not answer in {START_TIMEOUT:.0f} s: {err.read_text()[-2000:]}")
