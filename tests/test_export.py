@@ -184,6 +184,28 @@ def test_cut_clip_lasts_the_sum_of_its_spans_and_shows_them(talk_library, tmp_pa
     assert rms(0.2, 2.8) < 0.1 * rms(5.2, 8.3)  # silence where the source is silent, speech where it speaks
 
 
+def test_cut_is_frame_exact_and_joins_unlike_videos(tmp_path):
+    """frames.mp4 shows its frame number; silent.mp4 is smaller with no sound; talk.mp4 is 16:9 with sound."""
+    from framecode import read_frame_number
+
+    from vdisc.cut import ClipPart, cut_clip
+
+    parts = [ClipPart(path=str(FIXTURES / "frames.mp4"), start=2.0, end=3.0),
+             ClipPart(path=str(FIXTURES / "frames.mp4"), start=7.2, end=7.6),
+             ClipPart(path=str(FIXTURES / "silent.mp4"), start=0.5, end=1.5),
+             ClipPart(path=str(TALK), start=43.0, end=44.0)]
+    report = cut_clip(parts, tmp_path / "mix.mp4")
+    assert (report.width, report.height, report.fps, report.duration) == (320, 240, 25.0, 3.4)
+    with av.open(report.path) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 85
+    assert [read_frame_number(f) for f in frames[:35]] == list(range(50, 75)) + list(range(180, 190))
+    talk = frames[-1]  # 480x270 letterboxed into 320x240: black bars above and below, the green shot between
+    assert talk[:25].max() < 30 and talk[-25:].max() < 30 and talk[120, :, 1].mean() > 90
+    samples, rate = _audio(Path(report.path))
+    assert abs(len(samples) / rate - 3.4) < 0.1 and np.abs(samples[: int(2.3 * rate)]).max() < 1e-3
+
+
 def test_cut_clip_of_search_hits(talk_library, tmp_path):
     home, _ = talk_library
     lib = Library(home)

@@ -86,7 +86,7 @@ def test_range_requests(client):
     for bad in (f"bytes={n}-", f"bytes={n + 10}-{n + 20}"):
         r = client.get("/video/1", headers={"Range": bad})
         assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{n}", bad
-        assert r.content != data[:len(r.content)] or not r.content
+        assert data[:64] not in r.content
 
 
 @pytest.mark.parametrize("path", [
