@@ -13,7 +13,7 @@ Importing vdisc is cheap: models, torch and FAISS load on first use.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import BaseModel
 
@@ -23,6 +23,7 @@ from vdisc.errors import ConfigError, DecodeError, LibraryError, ModelUnavailabl
 if TYPE_CHECKING:
     from vdisc.agent.answer import Answer
     from vdisc.export import ClipReport
+    from vdisc.index.follow import FollowHandle
     from vdisc.index.pipeline import IndexReport, ProgressFn
     from vdisc.index.store import Store
     from vdisc.tools.inspect import InspectResult
@@ -128,6 +129,27 @@ class Library:
         with self.store.writer_lock():
             return [indexer.index(f, force=force) for f in files]
 
+    def follow(self, source: "str | Path", *, duration: float | None = None,
+               idle: float | None = None) -> "FollowHandle":
+        """Index a live or growing source as it plays, in a background thread.
+
+        ``source`` is a stream URL (HLS, RTSP, HTTP), a file that is still being
+        written (MPEG-TS, Matroska or fragmented MP4), or a capture device as
+        ``format:device`` (``v4l2:/dev/video0``). Clips are searchable as soon as
+        they are committed. Stops when the source ends, after ``duration`` media
+        seconds, or on ``handle.stop()``; a file that stops growing for ``idle``
+        seconds (default 30) has ended.
+        """
+        import contextlib
+
+        from vdisc.index.follow import IDLE_SECONDS, Follower, FollowHandle
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.store.writer_lock())  # refused here, at once, if someone else writes
+        follower = Follower(self.settings, self.store, self.registry, source, duration=duration,
+                            progress=self.progress, idle=IDLE_SECONDS if idle is None else idle)
+        return FollowHandle(follower, stack)
+
     def remove(self, video: str | int) -> str:
         """Remove a video's rows and vectors from the library; returns its name."""
         store = self._existing_store()
@@ -157,12 +179,21 @@ class Library:
         within: tuple[float, float] | None = None,
         after: float | None = None,
         before: float | None = None,
+        last: float | str | None = None,
+        order: Literal["relevance", "earliest", "latest"] = "relevance",
     ) -> "SearchResult":
-        """Ranked moments for ``query`` across all videos (or one ``video``), optionally in a time window."""
-        from vdisc.tools.search import search
+        """Ranked moments for ``query`` across all videos (or one ``video``), optionally in a time window.
+
+        ``last`` keeps only the final stretch of each video, in seconds or as
+        ``"10m"``/``"1h30m"`` (for a live video: its latest media). ``order``
+        "earliest" or "latest" returns the relevant hits in time order
+        (``vdisc.tools.search``).
+        """
+        from vdisc.tools.search import parse_duration, search
 
         return search(self._context(), query, top_k=top_k, video=video, level=level, modality=modality,
-                      within=within, after=after, before=before)
+                      within=within, after=after, before=before,
+                      last=None if last is None else parse_duration(last), order=order)
 
     def ask(
         self,
@@ -174,6 +205,7 @@ class Library:
         max_seconds: float = 120.0,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         replay: Any = None,
+        last: float | str | None = None,
     ) -> "Answer":
         """Answer a question with moments: an agent searches, inspects and grounds.
 
@@ -183,14 +215,18 @@ class Library:
         ``on_event`` receives each tool call and observation as it happens.
         ``replay`` (a ``vdisc.agent.replay.ReplayCache``) records tool results and
         LLM replies, and answers from them when it has them.
+        ``last`` (seconds, or ``"10m"``) limits the question to the final
+        stretch of each video: for a live video, the latest media received.
         """
         from vdisc.agent.graph import run_agent
         from vdisc.agent.toolbox import Toolbox
+        from vdisc.tools.search import parse_duration
 
         if not question.strip():
             raise ConfigError("the question is empty")
         if max_steps < 1:
             raise ConfigError("--max-steps must be at least 1")
+        seconds = None if last is None else parse_duration(last)
         ctx = self._context()
         if video is not None:
             with ctx.store.session() as s:
@@ -198,8 +234,8 @@ class Library:
         planner = self._planner(llm)
         if replay is not None and hasattr(planner, "replay"):
             planner.replay = replay
-        answer = run_agent(planner, Toolbox(ctx, video, replay=replay), question, video=video, max_steps=max_steps,
-                           max_seconds=max_seconds, on_event=on_event)
+        answer = run_agent(planner, Toolbox(ctx, video, replay=replay, last=seconds), question, video=video,
+                           max_steps=max_steps, max_seconds=max_seconds, on_event=on_event)
         with ctx.store.session() as s:  # so notebooks can show thumbnails
             from sqlalchemy import select
 

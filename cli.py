@@ -34,6 +34,8 @@ TextOpt = typer.Option(None, "--text-model", help="sentence-transformers name, h
 AsrOpt = typer.Option(None, "--asr-model", help="Whisper size (tiny.en, small, ...), a directory, or none")
 OcrOpt = typer.Option(None, "--ocr-model", help="rapidocr or none")
 CaptionOpt = typer.Option(None, "--caption-model", help="auto | none | hf:<model id> | openai:<model>")
+LastOpt = typer.Option(None, "--last", help="Only the final stretch of each video, e.g. 10m, 90s, 1h30m, 45 "
+                       "(seconds); for a live video, the latest media")
 
 
 def _err(message: str) -> None:
@@ -111,9 +113,17 @@ def fmt_time(seconds: float) -> str:
 @app.command()
 @_cli_errors
 def index(
-    paths: list[Path] = typer.Argument(..., help="Video files or folders (walked recursively)"),
+    paths: Optional[list[Path]] = typer.Argument(None, help="Video files or folders (walked recursively)"),
     library: Optional[Path] = LibraryOpt,
     force: bool = typer.Option(False, "--force", help="Re-index files that are already indexed"),
+    follow: Optional[str] = typer.Option(
+        None, "--follow", metavar="SOURCE",
+        help="Index a live or growing source as it plays: a stream URL (HLS, RTSP, HTTP), a file still being "
+             "written (MPEG-TS, MKV, fragmented MP4) or a device (v4l2:/dev/video0). Ctrl-C stops it."),
+    duration: Optional[str] = typer.Option(None, "--duration", help="With --follow: stop after this much media "
+                                           "(90s, 10m, 1h30m)"),
+    idle: float = typer.Option(30.0, "--idle", help="With --follow: a file that stops growing this many "
+                               "seconds has ended"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or warnings"),
     json_out: bool = JsonOpt,
     device: Optional[str] = DeviceOpt,
@@ -126,6 +136,15 @@ def index(
 ) -> None:
     """Index videos into the library (speech, on-screen text, visuals, captions)."""
     show_bars = not quiet and not json_out and sys.stderr.isatty()
+    if follow is not None:
+        if paths:
+            raise _config_error("give either files to index or --follow SOURCE, not both")
+        lib = _library(library, device, offline, quiet=quiet, visual=visual_model, text=text_model,
+                       asr=asr_model, ocr=ocr_model, caption=caption_model)
+        _follow(lib, follow, parse_duration(duration) if duration else None, idle, json_out, quiet, show_bars)
+        return
+    if not paths:
+        raise _config_error("give video files or folders to index (or --follow SOURCE)")
     with _ProgressBars(show_bars) as bars:
         lib = _library(library, device, offline, progress=bars.update, quiet=quiet, visual=visual_model,
                        text=text_model, asr=asr_model, ocr=ocr_model, caption=caption_model)
@@ -137,7 +156,9 @@ def index(
             name = Path(r.path).name
             if r.status == "indexed":
                 typer.echo(f"indexed {name}: {fmt_time(r.duration)}, {r.clips} clips, {r.scenes} scenes, "
-                           f"{r.words} words [{', '.join(r.channels) or 'no channels'}] in {r.seconds:.1f} s")
+                           f"{r.words} words [{', '.join(r.channels) or 'no channels'}] in {r.seconds:.1f} s"
+                           + (f" (resumed at {fmt_time(r.resumed_from)}: an interrupted run had done "
+                              f"{100 * r.resumed_from / max(r.duration, 1e-9):.0f}%)" if r.resumed_from else ""))
             elif r.status == "unchanged":
                 typer.echo(f"unchanged {name}: {r.reason}")
             else:
@@ -153,8 +174,11 @@ def search(
     library: Optional[Path] = LibraryOpt,
     top_k: int = typer.Option(10, "--top-k", "-k", help="How many moments to return"),
     video: Optional[str] = typer.Option(None, "--video", help="Only this video (id, path or file name)"),
-    level: Optional[str] = typer.Option(None, "--level", help="video | scene | clip | frame"),
+    level: Optional[str] = typer.Option(None, "--level", help="video | day | hour | scene | clip | frame"),
     modality: Optional[str] = typer.Option(None, "--modality", help="speech | ocr | caption | summary | visual"),
+    last: Optional[str] = LastOpt,
+    order: str = typer.Option("relevance", "--order", help="relevance | earliest | latest: the relevant "
+                              "moments by score, or in time order (first / most recent first)"),
     json_out: bool = JsonOpt,
     device: Optional[str] = DeviceOpt,
     offline: Optional[bool] = OfflineOpt,
@@ -162,8 +186,12 @@ def search(
     text_model: Optional[str] = TextOpt,
 ) -> None:
     """Search the library: ranked moments, no agent."""
+    from vdisc.tools.search import parse_duration
+
+    seconds = None if last is None else parse_duration(last)  # a bad value is one line before any loading
     lib = _library(library, device, offline, visual=visual_model, text=text_model)
-    result = lib.search(query, top_k=top_k, video=video, level=level, modality=modality)
+    result = lib.search(query, top_k=top_k, video=video, level=level, modality=modality, last=seconds,
+                        order=order)
     if json_out:
         _print_json(result.to_dict())
         return
@@ -179,6 +207,67 @@ def search(
     for i, h in enumerate(result.hits, 1):
         table.add_row(str(i), h.video, h.level, fmt_time(h.start), fmt_time(h.end), f"{h.score:.4f}", h.snippet)
     Console().print(table)
+
+
+def _follow(lib: Any, source: str, duration: float | None, idle: float, json_out: bool, quiet: bool,
+            live: bool) -> None:
+    """Follow until the source ends, --duration, or Ctrl-C (which commits what is complete first)."""
+    import signal
+    import threading
+
+    handle = lib.follow(source, duration=duration, idle=idle)
+    stopping = threading.Event()
+
+    def on_interrupt(*_: Any) -> None:
+        if stopping.is_set():  # a second Ctrl-C: leave now (committed clips are safe)
+            raise KeyboardInterrupt
+        stopping.set()
+        handle.follower.stop.set()
+        if not quiet:
+            _err("stopping: committing the clips that are complete (Ctrl-C again to quit at once)")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        shown = 0
+        while handle.running:
+            handle.wait(1.0)
+            r = handle.report
+            if live and r.clips != shown:  # a status line per commit, on a terminal
+                shown = r.clips
+                typer.echo(f"following {source}: {r.clips} clips, {fmt_time(r.media_seconds)} indexed", err=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    r = handle.report
+    if json_out:
+        _print_json(r.model_dump())
+    elif r.status == "failed":
+        _err(f"failed {source}: {r.reason.removeprefix(f'{source}: ')}")
+    else:
+        how = "the source ended" if r.status == "ended" else "stopped"
+        typer.echo(f"followed {source}: {r.clips} clips, {fmt_time(r.media_seconds)} of media ({how}); "
+                   f"the video is {fmt_time(r.duration)} long")
+    if r.status == "failed":
+        raise typer.Exit(1)
+
+
+def _config_error(message: str) -> Exception:
+    from vdisc.errors import ConfigError
+
+    return ConfigError(message)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from '45', '90s', '10m', '1h30m', '2h' or '1:30:00'."""
+    import re
+
+    t = text.strip().lower().replace(" ", "")
+    if ":" in t:
+        return parse_time(t)
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s?)?", t)
+    if not t or m is None or not any(m.groups()):
+        raise _config_error(f"bad duration {text!r}: use e.g. 90s, 10m, 1h30m")
+    h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + sec
 
 
 def parse_time(text: str) -> float:
@@ -215,6 +304,7 @@ def ask(
     llm: Optional[str] = typer.Option(None, "--llm", help="Chat model (provider:model, or a model at "
                                       "VDISC_LLM_BASE_URL); 'offline' for no LLM [env VDISC_LLM_MODEL]"),
     max_steps: int = typer.Option(12, "--max-steps", help="Most tool calls before answering"),
+    last: Optional[str] = LastOpt,
     json_out: bool = JsonOpt,
     trace: bool = typer.Option(False, "--trace", help="Show each step as it happens"),
     device: Optional[str] = DeviceOpt,
@@ -230,8 +320,12 @@ def ask(
             status = f"error: {event['error']}" if event["error"] else f"{event['moments']} moments"
             typer.echo(f"    -> {status} in {event['seconds']:.2f} s", err=True)
 
+    from vdisc.tools.search import parse_duration
+
+    seconds = None if last is None else parse_duration(last)
     lib = _library(library, device, offline)
-    answer = lib.ask(question, video=video, llm=llm, max_steps=max_steps, on_event=show if trace else None)
+    answer = lib.ask(question, video=video, llm=llm, max_steps=max_steps, on_event=show if trace else None,
+                     last=seconds)
     if json_out:
         _print_json(answer.to_dict(trace=trace))
         return
@@ -582,6 +676,10 @@ class _ProgressBars:
 
     def update(self, event: Any) -> None:
         if self._bars is None:
+            return
+        if event.stage == "resume":  # a line, not a bar: that much was done before
+            self._bars.console.print(f"{event.video}: resuming at {fmt_time(event.done)} "
+                                     f"({100 * event.done / max(event.total, 1e-9):.0f}% done by an interrupted run)")
             return
         key = (event.video, event.stage)
         if key not in self._tasks:

@@ -54,6 +54,12 @@ class Settings(BaseModel):
     compressor: str = Field("auto", description="inspect's clip compressor: auto (untrained, exact no-op), "
                                                 "a trained weights file, or off")
 
+    # Memory of long and live videos (index/memory.py).
+    retention_hours: float | None = Field(
+        None, gt=0, description="drop frame-level vectors (and frame rows) of clips that ended more than this "
+                                "many hours before a video's latest media; clip, scene, hour and day levels "
+                                "stay searchable. None keeps every frame")
+
     models: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
     _explicit: set[str] = PrivateAttr(default_factory=set)  # roles set by argument, env or config file
 
@@ -135,6 +141,8 @@ class Settings(BaseModel):
 def _env_value(raw: str, annotation: Any) -> Any:
     if annotation is bool:
         return raw.strip().lower() in ("1", "true", "yes", "on")
+    if raw.strip().lower() in ("", "none", "off") and type(None) in getattr(annotation, "__args__", ()):
+        return None  # an optional setting switched off from the environment
     return raw
 
 
@@ -152,7 +160,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         return dict(tomllib.load(fh))
 
 
-Level = Literal["video", "scene", "clip", "frame"]
-LEVELS: tuple[str, ...] = ("video", "scene", "clip", "frame")
+# Granularities, coarse to fine. Hours and days are consolidated memory (index/memory.py).
+Level = Literal["video", "day", "hour", "scene", "clip", "frame"]
+LEVELS: tuple[str, ...] = ("video", "day", "hour", "scene", "clip", "frame")
 Modality = Literal["visual", "speech", "ocr", "caption", "summary"]
 MODALITIES: tuple[str, ...] = ("visual", "speech", "ocr", "caption", "summary")

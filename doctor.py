@@ -3,9 +3,12 @@
 Each check is a dict ``{"name", "ok", "detail", "fix"}``: decoders and why one
 is missing, library versions (FFmpeg, PyAV, decord, torch), CUDA, every model
 role (loaded for real, with the setting to change), the library's integrity
-(schema version, every finished row with its FAISS vector and no vector
-without a row, half-indexed videos and their checkpoints)
-and free disk.
+(schema version, every row of a finished or live video with its FAISS vector
+and no vector without a row, half-indexed videos and their checkpoints)
+and free disk. Frames dropped by the retention policy (``retention_hours``)
+lose their rows with their vectors, so they are neither missing nor orphans;
+an hour or day still being consolidated (not ``ready``) is not yet expected
+to have vectors.
 """
 
 from __future__ import annotations
@@ -72,14 +75,17 @@ def _library_checks(lib: Any) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
     from vdisc.index.checkpoint import partial_size
-    from vdisc.index.store import SCHEMA_VERSION, UNIT_TABLES, TextChunk, Video
+    from vdisc.index.store import (
+        PERIOD_LEVELS, SCHEMA_VERSION, UNIT_TABLES, VISIBLE_STATUSES, Period, TextChunk, Video,
+    )
 
     store = lib.store
     out = [_check("schema", store.schema_version == SCHEMA_VERSION, f"version {store.schema_version}",
                   "upgrade vdisc")]
     with store.session() as s:
-        done = set(s.scalars(select(Video.id).where(Video.status == "done")))
-        stale = s.scalars(select(Video.name).where(Video.status != "done")).all()
+        done = set(s.scalars(select(Video.id).where(Video.status.in_(VISIBLE_STATUSES))))
+        stale = s.scalars(select(Video.name).where(Video.status.not_in(VISIBLE_STATUSES))).all()
+        unready = set(s.scalars(select(Period.id).where(Period.ready.is_(False))))
         waiting, size = partial_size(store.home)
         detail = f"{len(stale)} not finished" + (f" ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''})"
                                                  if stale else "")
@@ -93,13 +99,21 @@ def _library_checks(lib: Any) -> list[dict[str, Any]]:
             if index.modality == "visual":
                 table = UNIT_TABLES[index.level]
                 owner = table.id if index.level == "video" else table.video_id
-                rows = dict(s.execute(select(table.id, owner)).tuples().all())
+                query = select(table.id, owner)
+                if table is Period:
+                    query = query.where(Period.level == index.level)
+                rows = dict(s.execute(query).all())
+                building = unready if index.level in PERIOD_LEVELS else set()
             else:
                 rows = dict(s.execute(select(TextChunk.id, TextChunk.video_id).where(
-                    TextChunk.level == index.level, TextChunk.modality == index.modality)).tuples().all())
+                    TextChunk.level == index.level, TextChunk.modality == index.modality)).all())
+                building = set()
+                if index.level in PERIOD_LEVELS and unready:
+                    building = set(s.scalars(select(TextChunk.id).where(
+                        TextChunk.level == index.level, TextChunk.unit_id.in_(unready))))
             ids = index.ids().tolist()
             unique = set(ids)
-            missing = sum(1 for i, v in rows.items() if v in done and i not in unique)
+            missing = sum(1 for i, v in rows.items() if v in done and i not in unique and i not in building)
             orphans = len(unique - rows.keys())
             ok = len(unique) == len(ids) and not missing and not orphans
             problems = [f"{missing} rows without vectors"] * bool(missing) + \

@@ -41,10 +41,14 @@ class LLMPlanner:
         with toolbox.ctx.store.session() as s:
             from sqlalchemy import func, select
 
-            from vdisc.index.store import Video
+            from vdisc.index.store import VISIBLE_STATUSES, Video
 
-            n_videos = s.scalar(select(func.count()).select_from(Video).where(Video.status == "done")) or 0
+            n_videos = s.scalar(select(func.count()).select_from(Video)
+                                .where(Video.status.in_(VISIBLE_STATUSES))) or 0
         scope = f"questions are about the video {video}" if video else "questions may concern any of them"
+        if toolbox.last is not None:
+            scope += (f"; only the final {toolbox.last:g} seconds of each video count, and search is limited "
+                      "to them")
         system = prompts.render(
             "planner_system", n_videos=n_videos, scope=scope, max_steps=max_steps,
             tool_guidance=prompts.render("tool_guidance"), answer_format=prompts.render("answer_format"),

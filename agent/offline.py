@@ -6,14 +6,26 @@
 3. ground the most convincing one;
 4. answer with the grounded span and the evidence it rests on, or say that
    nothing convincing was found (with the nearest evidence), never a guess.
+
+Time words are read first (``temporal``) and become search arguments: "the
+first time", "initially", "when did it begin" ask for the earliest relevant
+moment; "the latest", "most recently", "the last time", "now" for the most
+recent; "in the last 10 minutes", "in the past hour", "since 10 minutes ago"
+for the final stretch of each video (``last``); "since 1:20", "after 5
+minutes in" for moments after a time (``after``). With an order, candidates
+and inspected windows are taken in time order among the relevant ones (those
+scoring at least ``ORDER_FRACTION`` of the best), not by score alone.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AnyMessage
+from pydantic import BaseModel
+
+from vdisc.tools.search import parse_duration
 
 from .answer import Observation, hms
 from .toolbox import Toolbox
@@ -37,6 +49,109 @@ SPEECH_HINT = re.compile(r"\b(talk\w*|mention\w*|say|says|said|spoken|speak\w*|d
 TEXT_HINT = re.compile(r"\b(shown|written|on (the )?screen|sign|text|read|title|displayed|label|caption)\b",
                        re.IGNORECASE)
 HINT_BONUS = 0.3  # for an inspected window whose evidence is in the channel the question names
+ORDER_FRACTION = 0.5  # with an order: candidates (and inspected windows) this close to the best are relevant
+
+# ---- time words ------------------------------------------------------------------
+_NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                 "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20,
+                 "thirty": 30, "forty": 40, "forty-five": 45, "fifty": 50, "sixty": 60, "ninety": 90,
+                 "few": 3, "a few": 3, "couple of": 2, "a couple of": 2, "half a": 0.5, "half an": 0.5, "half": 0.5}
+_NUM = (r"(?P<n>\d+(?:\.\d+)?|" + "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True))
+        + r")")
+_UNIT = r"(?P<u>seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d)"
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# "in the last 10 minutes", "over the past hour", "during the previous half hour"
+_LAST_WINDOW = re.compile(r"\b(?:(?:in|during|within|over|for|from)\s+)?(?:the\s+)?(?:last|past|previous|final)\s+"
+                          r"(?:" + _NUM + r"\s*)?" + _UNIT + r"\b", re.IGNORECASE)
+# "in the last 1h30m", "since 2h30m ago": compact spans, read like --last
+_COMPACT = re.compile(r"\b(?:(?:in|during|within|over|for|from)\s+)?(?:the\s+)?(?:(?:last|past|previous|final)\s+"
+                      r"(?P<c>(?:\d+(?:\.\d+)?[dhms]){2,})|(?:since|from|after)\s+(?P<a>(?:\d+(?:\.\d+)?[dhms]){2,})"
+                      r"\s+ago)\b", re.IGNORECASE)
+# "since 10 minutes ago", "since an hour ago"
+_SINCE_AGO = re.compile(r"\b(?:since|from|after)\s+" + _NUM + r"\s*" + _UNIT + r"\s+ago\b", re.IGNORECASE)
+# "since 1:20", "after 0:05:00"
+_SINCE_CLOCK = re.compile(r"\b(?:since|after|from)\s+(?:the\s+)?(?P<t>\d+:\d{2}(?::\d{2})?(?:\.\d+)?)"
+                          r"(?:\s+mark)?\b", re.IGNORECASE)
+# "since 5 minutes in", "after the 10 minute mark", "from minute 5"
+_SINCE_IN = re.compile(r"\b(?:since|after|from)\s+(?:the\s+)?" + _NUM + r"[\s-]*" + _UNIT
+                       + r"(?:\s+(?:in|into(?:\s+the\s+\w+)?)|\s+mark)\b", re.IGNORECASE)
+_SINCE_UNIT_N = re.compile(r"\b(?:since|after|from)\s+(?P<u>second|minute|hour)\s+(?P<n>\d+(?:\.\d+)?)\b",
+                           re.IGNORECASE)
+_EARLIEST = re.compile(r"\b(?:for\s+the\s+(?:very\s+)?first\s+time|the\s+(?:very\s+)?first\s+time|first\s+time|"
+                       r"(?:the\s+)?(?:very\s+)?first|earliest|initially|at\s+first|originally|"
+                       r"to\s+begin\s+with|at\s+the\s+(?:start|beginning))\b", re.IGNORECASE)
+_BEGIN = re.compile(r"\b(?:begin|begins|began|beginning|start|starts|started|starting)\b", re.IGNORECASE)
+_WHEN = re.compile(r"\b(?:when|what\s+time|at\s+what\s+(?:point|time|moment)|which\s+(?:moment|point))\b",
+                   re.IGNORECASE)
+_LATEST = re.compile(r"\b(?:(?:the\s+)?most\s+recent(?:ly)?|(?:the\s+)?latest|lately|recently|"
+                     r"(?:for\s+)?the\s+last\s+time|last\s+time|currently|(?:right|just)\s+now|at\s+present|"
+                     r"presently|now|(?:the\s+)?last)\b", re.IGNORECASE)
+
+
+class TimeHint(BaseModel):
+    """What a question says about time, as search arguments, and the question without those words."""
+
+    order: Literal["relevance", "earliest", "latest"] = "relevance"
+    last: float | None = None  # seconds: only the final stretch of each video
+    after: float | None = None  # seconds from the start of the video
+    text: str
+
+    def search_args(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.order != "relevance":
+            out["order"] = self.order
+        if self.last is not None:
+            out["last"] = self.last
+        if self.after is not None:
+            out["after"] = self.after
+        return out
+
+
+def _amount(m: re.Match[str]) -> float:
+    n = (m.groupdict().get("n") or "1").lower()
+    value = float(n) if n[0].isdigit() else float(_NUMBER_WORDS[" ".join(n.split())])
+    return value * _UNIT_SECONDS[m.group("u")[0].lower()]
+
+
+def _clock(text: str) -> float:
+    seconds = 0.0
+    for part in text.split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+def temporal(question: str) -> TimeHint:
+    """The time words of a question (order, final window, start time) and the question without them.
+
+    Windows are read before single words, so "in the last 10 minutes" is a
+    window while "the last time" or "shown last" asks for the latest moment.
+    """
+    text, hint = question, TimeHint(text=question)
+    for pattern, kind in ((_COMPACT, "compact"), (_SINCE_AGO, "last"), (_LAST_WINDOW, "last"),
+                          (_SINCE_CLOCK, "clock"), (_SINCE_IN, "after"), (_SINCE_UNIT_N, "after")):
+        m = pattern.search(text)
+        if m is None:
+            continue
+        if kind in ("last", "compact"):
+            seconds = parse_duration(m.group("c") or m.group("a")) if kind == "compact" else _amount(m)
+            hint.last = seconds if hint.last is None else min(hint.last, seconds)
+        elif hint.after is None:
+            hint.after = _clock(m.group("t")) if kind == "clock" else _amount(m)
+        text = text[: m.start()] + " " + text[m.end():]
+    early, late = _EARLIEST.search(text), _LATEST.search(text)
+    begin = _BEGIN.search(text) if _WHEN.search(text) else None
+    early = min((m for m in (early, begin) if m is not None), key=lambda m: m.start(), default=None)
+    if early is not None and (late is None or early.start() <= late.start()):
+        hint.order = "earliest"
+        text = _EARLIEST.sub(" ", text)
+        text = _BEGIN.sub(" ", text) if begin is not None else text
+    elif late is not None:
+        hint.order = "latest"
+        text = _LATEST.sub(" ", text)
+    hint.text = " ".join(text.split()).strip(" ,.;:!?") or question.strip()
+    return hint
+
+
 STOP = frozenset(
     "a an and are as at be been but by for from has have he her his i if in into is it its me my of on or our she "
     "so than that the their them then there these they this those to was we were what which who why will with you "
@@ -57,20 +172,22 @@ class OfflinePlanner:
         question = state["question"]
         if must_answer:
             return {"final": self._final(question, obs)}
+        when = temporal(question)
         if "search" not in done:
-            calls = [_call("search", {"query": q, "top_k": 10}) for q in phrasings(question)]
+            extra = when.search_args()
+            calls = [_call("search", {"query": q, "top_k": 10, **extra}) for q in phrasings(question)]
             hint = channel_hint(question)
             if hint:
-                calls.append(_call("search", {"query": content(question), "top_k": 10, "modality": hint}))
+                calls.append(_call("search", {"query": content(question), "top_k": 10, "modality": hint, **extra}))
             return {"calls": calls}
         if "inspect" not in done:
-            windows = candidates(obs)[:N_INSPECT]
+            windows = candidates(obs, when.order)[:N_INSPECT]
             if not windows:
                 return {"final": self._final(question, obs)}
             return {"calls": [_call("inspect", {"video": v, "start": a, "end": b, "question": content(question)})
                               for v, a, b in windows]}
         if "ground" not in done:
-            best = _best_inspect(obs, candidates(obs), channel_hint(question))
+            best = _best_inspect(obs, candidates(obs, when.order), channel_hint(question), when.order)
             if best is None:
                 return {"final": self._final(question, obs)}
             r = best.result
@@ -108,8 +225,8 @@ class OfflinePlanner:
 
 
 def content(question: str) -> str:
-    """The question without its framing words: the description of the moment."""
-    text = FRAMING.sub(" ", question.replace("?", " "))
+    """The question without its framing and time words: the description of the moment."""
+    text = FRAMING.sub(" ", temporal(question.replace("?", " ")).text)
     text = " ".join(text.split()).strip(" ,.;:!")
     return text or question.strip()
 
@@ -130,11 +247,13 @@ def phrasings(question: str) -> list[str]:
     return [q for q in dict.fromkeys(x for x in out if x)]
 
 
-def candidates(obs: list[Observation]) -> list[tuple[str, float, float]]:
+def candidates(obs: list[Observation], order: str = "relevance") -> list[tuple[str, float, float]]:
     """Candidate windows from all searches, fused by moment (summed scores), best first.
 
-    Frame hits widen to a few seconds around the frame; scene and video hits
-    are too coarse to inspect and only count when nothing finer was found.
+    Frame hits widen to a few seconds around the frame; scene, hour, day and
+    video hits are too coarse to inspect and only count when nothing finer
+    was found. With an ``order`` ("earliest" / "latest") the relevant windows
+    (at least ORDER_FRACTION of the best fused score) come in time order.
     """
     scores: dict[tuple[str, float, float], float] = {}
     coarse: dict[tuple[str, float, float], float] = {}
@@ -149,6 +268,11 @@ def candidates(obs: list[Observation]) -> list[tuple[str, float, float]]:
             bucket = scores if h["level"] in ("clip", "frame") else coarse
             bucket[key] = bucket.get(key, 0.0) + h["score"]
     ranked = sorted(scores.items(), key=lambda kv: -kv[1]) or sorted(coarse.items(), key=lambda kv: -kv[1])
+    if order in ("earliest", "latest") and ranked:
+        best = ranked[0][1]
+        relevant = [kv for kv in ranked if kv[1] >= ORDER_FRACTION * best]
+        ranked = sorted(relevant, key=(lambda kv: (kv[0][1], -kv[1])) if order == "earliest"
+                        else (lambda kv: (-kv[0][2], -kv[1])))
     picked: list[tuple[str, float, float]] = []
     for (v, a, b), _ in ranked:
         if all(v != pv or b <= pa or a >= pb for pv, pa, pb in picked):  # distinct windows only
@@ -163,10 +287,11 @@ def channel_hint(question: str) -> str | None:
 
 
 def _best_inspect(obs: list[Observation], ranked: list[tuple[str, float, float]],
-                  hint: str | None = None) -> Observation | None:
+                  hint: str | None = None, order: str = "relevance") -> Observation | None:
     """The inspected window to ground: its own confidence, plus a prior from its search rank (so a
     window the searches agreed on is not beaten by a vaguely similar picture), plus a bonus when its
-    evidence is in the channel the question names."""
+    evidence is in the channel the question names. With an order, the earliest (latest) of the
+    windows that score at least ORDER_FRACTION of the best."""
     inspected = [o for o in obs if o.tool == "inspect" and o.result]
 
     def prior(o: Observation) -> float:
@@ -174,11 +299,21 @@ def _best_inspect(obs: list[Observation], ranked: list[tuple[str, float, float]]
         rank = next((i for i, c in enumerate(ranked) if c == key), len(ranked))
         return 0.5 / (1 + rank) + (HINT_BONUS if hint and o.result["source"] == hint else 0.0)
 
-    return max(inspected, key=lambda o: o.result["confidence"] + prior(o)) if inspected else None
+    if not inspected:
+        return None
+    if order in ("earliest", "latest"):
+        best = max(o.result["confidence"] + (HINT_BONUS if hint and o.result["source"] == hint else 0.0)
+                   for o in inspected)
+        relevant = [o for o in inspected if o.result["confidence"] + (
+            HINT_BONUS if hint and o.result["source"] == hint else 0.0) >= ORDER_FRACTION * best]
+        if order == "earliest":
+            return min(relevant, key=lambda o: (o.result["best_start"], -o.result["confidence"]))
+        return max(relevant, key=lambda o: (o.result["best_end"], o.result["confidence"]))
+    return max(inspected, key=lambda o: o.result["confidence"] + prior(o))
 
 
 def _call(name: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"id": None, "name": name, "args": args}
 
 
-__all__ = ["OfflinePlanner", "channel_hint", "content", "keywords", "phrasings", "quoted"]
+__all__ = ["OfflinePlanner", "TimeHint", "channel_hint", "content", "keywords", "phrasings", "quoted", "temporal"]

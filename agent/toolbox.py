@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect as pyinspect
 import json
 import time
-from typing import Any, Callable
+from typing import Any, Callable, get_type_hints
 
 from pydantic import BaseModel, ValidationError, create_model
 
@@ -25,9 +25,10 @@ TOOLS: dict[str, Callable[..., BaseModel]] = {"browse": browse, "search": search
 
 def _args_model(name: str, fn: Callable[..., Any]) -> type[BaseModel]:
     fields: dict[str, Any] = {}
+    hints = get_type_hints(fn)  # resolved in the tool's module (Literal and friends), not as strings
     for p in list(pyinspect.signature(fn).parameters.values())[1:]:  # skip ctx
         default = ... if p.default is pyinspect.Parameter.empty else p.default
-        fields[p.name] = (p.annotation, default)
+        fields[p.name] = (hints.get(p.name, p.annotation), default)
     return create_model(f"{name.title()}Args", **fields)
 
 
@@ -38,9 +39,11 @@ def _description(fn: Callable[..., Any]) -> str:
 class Toolbox:
     """Runs tools by name for one library and scope; emits observations."""
 
-    def __init__(self, ctx: ToolContext, video: str | None = None, replay: Any = None) -> None:
+    def __init__(self, ctx: ToolContext, video: str | None = None, replay: Any = None,
+                 last: float | None = None) -> None:
         self.ctx = ctx
         self.video = video  # an ask scoped to one video pins every tool to it
+        self.last = last  # an ask about the final seconds of each video caps every tool's `last` to it
         self.replay = replay  # a ReplayCache: tool results keyed by library state, models, tool and arguments
         self.models = {name: _args_model(name, fn) for name, fn in TOOLS.items()}
 
@@ -62,6 +65,10 @@ class Toolbox:
                 raise ValueError(f"unknown tool {name!r}; tools are {', '.join(TOOLS)}")
             if self.video is not None and "video" in self.models[name].model_fields:
                 args = {**args, "video": self.video}
+            if self.last is not None and "last" in self.models[name].model_fields:
+                given = args.get("last")
+                args = {**args, "last": self.last if given is None else min(float(given), self.last)}
+            obs.args = dict(args)  # the trace shows what ran, scope included
             parsed = self.models[name](**args)
             key = self.replay.key("tool", self._state(), name, parsed.model_dump()) if self.replay else None
             cached = self.replay.get(key) if key else None
@@ -86,10 +93,12 @@ class Toolbox:
         """What a tool result depends on besides its arguments: the videos (by content) and the models."""
         from sqlalchemy import select
 
-        from vdisc.index.store import Video
+        from vdisc.index.store import VISIBLE_STATUSES, Video
 
         with self.ctx.store.session() as s:
-            videos = sorted(s.scalars(select(Video.fingerprint).where(Video.status == "done")))
+            # a live video changes as it grows: its results are only as fresh as its duration
+            videos = sorted(fp if status == "done" else f"{fp}@{dur:.3f}" for fp, dur, status in s.execute(
+                select(Video.fingerprint, Video.duration, Video.status).where(Video.status.in_(VISIBLE_STATUSES))))
         models = [getattr(self.ctx.registry.spec(r), "key", None) for r in ("visual", "text", "ocr", "caption")]
         return [videos, models, self.ctx.settings.compressor]
 

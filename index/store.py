@@ -7,8 +7,9 @@ Layout of a library directory::
 
 Every row carries ``start``/``end`` seconds, so any hit is a moment. FAISS ids
 are the SQLite row ids of the table the level names (frames, clips, scenes,
-videos for visual vectors; texts for text vectors). The schema grows by an
-append-only list of migrations; ``meta.schema_version`` says how far it got.
+videos, and periods for the hour and day levels, for visual vectors; texts
+for text vectors). The schema grows by an append-only list of migrations;
+``meta.schema_version`` says how far it got.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from sqlalchemy import (
     JSON,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     delete,
     event,
@@ -39,7 +42,11 @@ from vdisc.errors import LibraryError
 
 from .vectors import VectorIndex
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Videos that readers (browse, search, ask) show: finished ones, and live ones
+# while a follower is still adding clips to them.
+VISIBLE_STATUSES: tuple[str, ...] = ("done", "live")
 
 
 class Base(DeclarativeBase):
@@ -74,11 +81,13 @@ class Video(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     has_audio: Mapped[bool]
-    status: Mapped[str] = mapped_column(String, default="indexing")  # indexing | done
+    status: Mapped[str] = mapped_column(String, default="indexing")  # indexing | live | done
     channels: Mapped[list[Any]] = mapped_column(JSON, default=list)  # roles that contributed
     decoder: Mapped[str] = mapped_column(String, default="")
     summary: Mapped[str] = mapped_column(Text, default="")
     indexed_at: Mapped[str] = mapped_column(String, default="")
+    # ISO wall-clock time of media t=0 for live sources ("" for files): media seconds + this = when
+    started_at: Mapped[str] = mapped_column(String, default="", server_default="")
 
 
 class Scene(Base):
@@ -92,6 +101,8 @@ class Scene(Base):
 
 class Clip(Base):
     __tablename__ = "clips"
+    # time-range reads of one video (browse, consolidation, retention) walk this, not every clip
+    __table_args__ = (Index("ix_clips_video_start", "video_id", "start"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
     scene_id: Mapped[int | None] = mapped_column(ForeignKey("scenes.id", ondelete="CASCADE"), index=True)
@@ -124,21 +135,47 @@ class Word(Base):
     prob: Mapped[float] = mapped_column(Float, default=1.0)
 
 
+class Period(Base):
+    """An hour or a day of media time, consolidated from its children (clips, or hours).
+
+    Spans are fixed: hour k is [k*3600, (k+1)*3600) of media time, day k is
+    [k*86400, (k+1)*86400); the last one of a finished video ends at its end.
+    ``said``/``shown``/``seen`` are bounded digests (see ``index/memory``).
+    ``ready`` turns true once its vectors are saved, so a crash in between
+    leaves a period that the next consolidation rebuilds.
+    """
+
+    __tablename__ = "periods"
+    __table_args__ = (UniqueConstraint("video_id", "level", "idx"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    level: Mapped[str] = mapped_column(String)  # hour | day
+    idx: Mapped[int] = mapped_column(Integer)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    said: Mapped[str] = mapped_column(Text, default="")
+    shown: Mapped[str] = mapped_column(Text, default="")
+    seen: Mapped[str] = mapped_column(Text, default="")
+    ready: Mapped[bool] = mapped_column(default=False)
+
+
 class TextChunk(Base):
-    """Searchable text of one unit (clip, scene, video) in one modality."""
+    """Searchable text of one unit (clip, scene, hour, day, video) in one modality."""
 
     __tablename__ = "texts"
     id: Mapped[int] = mapped_column(primary_key=True)
     video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
-    level: Mapped[str] = mapped_column(String)  # clip | scene | video
-    unit_id: Mapped[int] = mapped_column(Integer)  # clips.id / scenes.id / videos.id
+    level: Mapped[str] = mapped_column(String)  # clip | scene | hour | day | video
+    unit_id: Mapped[int] = mapped_column(Integer)  # clips.id / scenes.id / periods.id / videos.id
     modality: Mapped[str] = mapped_column(String)  # speech | ocr | caption | summary
     start: Mapped[float] = mapped_column(Float)
     end: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
 
 
-UNIT_TABLES = {"video": Video, "scene": Scene, "clip": Clip, "frame": Frame}
+# The table behind each level's ids; hours and days share ``periods`` (filter on Period.level).
+UNIT_TABLES = {"video": Video, "day": Period, "hour": Period, "scene": Scene, "clip": Clip, "frame": Frame}
+PERIOD_LEVELS: tuple[str, ...] = ("hour", "day")
 
 
 def _migration_1(conn: Any) -> None:
@@ -158,8 +195,21 @@ def _migration_1(conn: Any) -> None:
     ))
 
 
+def _migration_2(conn: Any) -> None:
+    """Live videos and bounded memory: ``videos.started_at``, the ``periods`` table, a clip time index.
+
+    Migration 1 creates tables from the current models, so a library made
+    fresh already has all of this: every step here checks before it adds.
+    """
+    columns = {row[1] for row in conn.execute(text("PRAGMA table_info(videos)"))}
+    if "started_at" not in columns:
+        conn.execute(text("ALTER TABLE videos ADD COLUMN started_at VARCHAR NOT NULL DEFAULT ''"))
+    Period.__table__.create(conn, checkfirst=True)
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_clips_video_start ON clips (video_id, start)"))
+
+
 # Append-only: migration N brings the schema from version N-1 to N.
-MIGRATIONS = [_migration_1]
+MIGRATIONS = [_migration_1, _migration_2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -286,6 +336,9 @@ class Store:
                 "frame": s.scalars(select(Frame.id).where(Frame.video_id == video_id)).all(),
                 "clip": s.scalars(select(Clip.id).where(Clip.video_id == video_id)).all(),
                 "scene": s.scalars(select(Scene.id).where(Scene.video_id == video_id)).all(),
+                **{level: s.scalars(select(Period.id).where(Period.video_id == video_id,
+                                                            Period.level == level)).all()
+                   for level in PERIOD_LEVELS},
                 "video": [video_id],
             }
             text_ids = s.scalars(select(TextChunk.id).where(TextChunk.video_id == video_id)).all()
@@ -294,13 +347,18 @@ class Store:
             if doomed and index.remove(doomed):
                 index.save()
         with self.session() as s, s.begin():
-            for table in (TextChunk, Word, Frame, Clip, Scene):
+            for table in (TextChunk, Word, Frame, Clip, Scene, Period):
                 s.execute(delete(table).where(table.video_id == video_id))
             s.execute(delete(Video).where(Video.id == video_id))
 
     # ---- FTS ----------------------------------------------------------------
-    def fts(self, session: Session, query: str, limit: int = 50, **filters: Any) -> list[tuple[TextChunk, float]]:
-        """BM25 matches for the words of ``query`` (any word may match), best first."""
+    def fts(self, session: Session, query: str, limit: int = 50, prefer: str | None = None,
+            **filters: Any) -> list[tuple[TextChunk, float]]:
+        """BM25 matches for the words of ``query`` (any word may match), best first.
+
+        Equally good matches come in id order, or with ``prefer`` "earliest" /
+        "latest" in time order, so a limited list keeps the ones that question wants.
+        """
         match = fts_query(query)
         if not match:
             return []
@@ -319,7 +377,11 @@ class Store:
         if filters.get("hi") is not None:
             sql += " AND texts.start < :hi"
             params["hi"] = filters["hi"]
-        sql += " ORDER BY rank, texts.id LIMIT :limit"
+        if filters.get("last") is not None:  # the final ``last`` seconds of each text's own video
+            sql += f" AND {LAST_WINDOW_SQL}"
+            params["last"] = filters["last"]
+        tie = {"earliest": 'texts.start, ', "latest": 'texts."end" DESC, '}.get(prefer or "", "")
+        sql += f" ORDER BY rank, {tie}texts.id LIMIT :limit"
         rows = session.execute(text(sql), params).all()
         chunks = {c.id: c for c in session.scalars(select(TextChunk).where(TextChunk.id.in_([r[0] for r in rows])))}
         return [(chunks[r[0]], -float(r[1])) for r in rows]
@@ -328,8 +390,16 @@ class Store:
         with self.engine.connect() as conn:
             return {
                 name: int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
-                for name in ("videos", "scenes", "clips", "frames", "words", "texts")
+                for name in ("videos", "scenes", "clips", "frames", "words", "texts", "periods")
             }
+
+
+# Inside the final ``:last`` seconds of the text's video (its duration is the latest media it has):
+# fine units must overlap that window, coarse summaries (hour, day, video) must lie inside it.
+LAST_WINDOW_SQL = (
+    "(SELECT v.duration FROM videos v WHERE v.id = texts.video_id) - :last < "
+    "(CASE WHEN texts.level IN ('hour', 'day', 'video') THEN texts.start + 1e-6 ELSE texts.\"end\" END)"
+)
 
 
 def recorded_models(db_path: Path) -> dict[str, str]:
@@ -377,6 +447,6 @@ def now_iso() -> str:
 
 
 __all__ = [
-    "Store", "Video", "Scene", "Clip", "Frame", "Word", "TextChunk", "ModelRow", "UNIT_TABLES",
-    "SCHEMA_VERSION", "fts_query", "now_iso",
+    "Store", "Video", "Scene", "Clip", "Frame", "Word", "TextChunk", "ModelRow", "Period", "UNIT_TABLES",
+    "PERIOD_LEVELS", "SCHEMA_VERSION", "VISIBLE_STATUSES", "fts_query", "now_iso",
 ]

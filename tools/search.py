@@ -10,15 +10,27 @@ Two guards keep a list from voting for everything it ranks:
 - a dense text list only keeps hits whose cosine similarity clears
   ``TEXT_FLOOR`` (sentence embeddings of unrelated texts score below it);
 - each dense list is cut at ``DENSE_DEPTH``.
-Weights favour clips (the moments people jump to) over the coarser scene
-and video levels, and word/text channels over raw visual similarity, which
-is broader. All of this is a function of the query and the index only.
+Weights favour clips (the moments people jump to) over the coarser scene,
+hour, day and video levels, and word/text channels over raw visual
+similarity, which is broader. All of this is a function of the query and
+the index only.
+
+Time relative to a video's end: ``last`` keeps the final seconds of each
+video (for a live source, the latest media received). ``order`` "earliest" or
+"latest" returns the *relevant* hits in time order instead of by score: a hit
+is relevant when its score is at least ``ORDER_FRACTION`` of the best one,
+and a coarse hit (scene, hour, day, video) is left out when a finer relevant
+hit lies inside it, so the answer is as precise as the index allows. In that
+mode equal scores within a list share a rank (the same words said twice
+vote alike), and the word index breaks ties by time, so its limited list
+keeps the earliest or latest of equally good matches.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+import re
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, PrivateAttr
@@ -33,7 +45,10 @@ RRF_K = 60  # the usual RRF constant: flattens the head so no single list domina
 TEXT_FLOOR = 0.25  # cosine below which two sentence embeddings are unrelated
 DENSE_DEPTH = 20  # hits taken from each dense list
 FTS_DEPTH = 50  # hits taken from the word index
-LEVEL_WEIGHT = {"clip": 1.0, "scene": 0.7, "frame": 0.6, "video": 0.4}
+LEVEL_WEIGHT = {"clip": 1.0, "scene": 0.7, "frame": 0.6, "hour": 0.45, "day": 0.4, "video": 0.4}
+COARSE = frozenset({"scene", "hour", "day", "video"})  # levels that can contain a finer hit
+ORDER_FRACTION = 0.5  # with order earliest/latest: hits scoring at least this share of the best are relevant
+ORDER_POOL = 100  # units materialised to sort by time (the best-scored ones)
 MODALITY_WEIGHT = {"speech": 1.0, "ocr": 1.0, "caption": 1.0, "summary": 1.0, "visual": 0.5, "words": 1.0}
 SNIPPET_CHARS = 200
 
@@ -83,14 +98,19 @@ def search(
     within: tuple[float, float] | None = None,
     after: float | None = None,
     before: float | None = None,
+    last: float | None = None,
+    order: Literal["relevance", "earliest", "latest"] = "relevance",
 ) -> SearchResult:
-    """Find the moments that best match a description, across all videos.
+    """Find the moments that best match a description, across all videos. Describe what is said, shown or
+    seen in plain words. Filters: `video` (id or file name), `level`, `modality`, time windows in seconds
+    (`within=[start, end]`, `after`, `before`: moments overlapping the window), and `last`: only the final
+    `last` seconds of each video, i.e. the most recent media of a live source ("in the last 10 minutes" is
+    last=600). `order`: "relevance" (default, best first); "earliest" or "latest" return the relevant hits
+    (score at least half the best) in time order, first or most recent first: use them for "the first
+    time", "when did it begin", "the latest", "most recently".
 
     Hybrid search over speech, on-screen text, captions and visuals at clip,
-    scene, frame and video level. Describe what is said, shown or seen in
-    plain words. Optional filters: `video` (id or file name), `level`, `modality`,
-    and time windows in seconds: `within=[start, end]`, `after`, `before`
-    (moments overlapping the window are kept).
+    scene, frame, hour, day and video level.
     """
     store, registry = ctx.store, ctx.registry
     from vdisc.index.store import TextChunk, Video
@@ -104,7 +124,19 @@ def search(
         raise ConfigError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
     if top_k < 1:
         raise ConfigError("--top-k must be at least 1")
+    if order not in ("relevance", "earliest", "latest"):
+        raise ConfigError(f"unknown order {order!r}; use relevance, earliest or latest")
+    if last is not None and not last > 0:
+        raise ConfigError(f"--last must be a positive duration, not {last!r}")
     lo, hi = time_window(within, after, before)
+    ordered = order != "relevance"
+
+    def ranks(scores: list[float]) -> list[int]:
+        """List positions; in time order, equal scores share a rank, so equally good moments vote alike."""
+        if not ordered:
+            return list(range(len(scores)))
+        return [next(j for j, x in enumerate(scores) if abs(x - sc) <= 1e-9 * max(1.0, abs(sc)))
+                for sc in scores]
 
     units: dict[tuple[str, int], _Unit] = {}
 
@@ -127,9 +159,9 @@ def search(
 
         # 1. words (BM25)
         if modality != "visual":
-            for rank, (chunk, _) in enumerate(
-                store.fts(s, query, limit=FTS_DEPTH, video_id=video_id, level=level, modality=modality, lo=lo, hi=hi)
-            ):
+            words = store.fts(s, query, limit=FTS_DEPTH, prefer=order if ordered else None, video_id=video_id,
+                              level=level, modality=modality, lo=lo, hi=hi, last=last)
+            for rank, (chunk, _) in zip(ranks([sc for _, sc in words]), words):
                 vote(chunk.level, chunk.unit_id, rank, MODALITY_WEIGHT["words"], chunk.text, chunk.modality)
 
         # 2. dense lists
@@ -145,23 +177,25 @@ def search(
                 qvecs[is_visual] = _query_vector(model, query, is_visual)
             qvec = qvecs[is_visual]
             allowed = None
-            if video_id is not None or lo is not None or hi is not None:
-                allowed = _allowed_ids(s, index, video_id, lo, hi)
+            if video_id is not None or lo is not None or hi is not None or last is not None:
+                allowed = _allowed_ids(s, index, video_id, lo, hi, last)
             hits = index.search(qvec, DENSE_DEPTH, allowed=allowed)
             if not is_visual:
                 hits = [(i, sc) for i, sc in hits if sc >= TEXT_FLOOR]
                 chunks = {c.id: c for c in s.scalars(select(TextChunk).where(TextChunk.id.in_([i for i, _ in hits])))}
-                for rank, (tid, _) in enumerate(hits):
+                for rank, (tid, _) in zip(ranks([sc for _, sc in hits]), hits):
                     c = chunks.get(tid)
                     if c is not None:
                         vote(c.level, c.unit_id, rank, MODALITY_WEIGHT[c.modality], c.text, c.modality)
             else:
-                for rank, (uid, _) in enumerate(hits):
+                for rank, (uid, _) in zip(ranks([sc for _, sc in hits]), hits):
                     vote(index.level, uid, rank, MODALITY_WEIGHT["visual"], why="visual")
 
         ranked = sorted(units.values(), key=lambda u: (-u.score, -LEVEL_WEIGHT[u.level], u.id))
+        pool = ranked[: top_k * 2] if order == "relevance" else ranked[:ORDER_POOL]
         # rows can vanish under a concurrent re-index (vectors go first, rows after): skip those units
-        found = [(h, u) for h, u in ((_materialise(s, u), u) for u in ranked[: top_k * 2]) if h[0] >= 0][:top_k]
+        found = [(h, u) for h, u in ((_materialise(s, u), u) for u in pool) if h[0] >= 0]
+        found = _in_time_order(found, order)[:top_k] if order != "relevance" else found[:top_k]
         hits_out, ranked = [h for h, _ in found], [u for _, u in found]
         videos = {v.id: v for v in s.scalars(select(Video).where(Video.id.in_({h[0] for h in hits_out})))}
         names = {i: v.name for i, v in videos.items()}
@@ -172,6 +206,46 @@ def search(
     )
     result._paths = {v.name: v.path for v in videos.values()}
     return result
+
+
+def _in_time_order(found: list[tuple[tuple[int, float, float, str], _Unit]],
+                   order: str) -> list[tuple[tuple[int, float, float, str], _Unit]]:
+    """The relevant hits (at least ORDER_FRACTION of the best score), earliest first or latest first.
+
+    A coarse hit that contains a finer relevant hit of the same video is left
+    out: the finer one says more precisely when.
+    """
+    if not found:
+        return []
+    best = max(u.score for _, u in found)
+    relevant = [(h, u) for h, u in found if u.score >= ORDER_FRACTION * best]
+    fine = [h for h, u in relevant if u.level not in COARSE]
+
+    def covers(h: tuple[int, float, float, str]) -> bool:
+        return any(f[0] == h[0] and h[1] <= f[1] and f[2] <= h[2] for f in fine)
+
+    kept = [(h, u) for h, u in relevant if u.level not in COARSE or not covers(h)]
+    if order == "earliest":
+        return sorted(kept, key=lambda hu: (hu[0][1], hu[0][2], -hu[1].score))
+    return sorted(kept, key=lambda hu: (-hu[0][2], -hu[0][1], -hu[1].score))
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from '45' (seconds), '90s', '10m', '2h', '1h30m', '1d' or a number; ConfigError otherwise."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        raw = str(text).strip().lower().replace(" ", "")
+        parts = re.findall(r"(\d+(?:\.\d+)?)([dhms]?)", raw)
+        units = [u for _, u in parts]
+        if (not raw or "".join(n + u for n, u in parts) != raw or ("" in units and len(parts) > 1)
+                or len(set(units)) != len(units)):
+            raise ConfigError(f"bad duration {str(text)!r}: use seconds or a span like 90s, 10m, 2h, 1h30m")
+        scale = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+        seconds = sum(float(n) * scale[u] for n, u in parts)
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ConfigError(f"bad duration {str(text)!r}: it must be more than zero seconds")
+    return seconds
 
 
 def _query_vector(model: Any, query: str, visual: bool) -> np.ndarray:
@@ -191,25 +265,38 @@ def time_window(within: tuple[float, float] | None, after: float | None,
     return lo, hi
 
 
-def _allowed_ids(session: Any, index: Any, video_id: int | None, lo: float | None, hi: float | None) -> list[int]:
-    """Row ids of ``index`` that belong to the video and overlap [lo, hi]."""
-    from vdisc.index.store import UNIT_TABLES, TextChunk, Video
+def _allowed_ids(session: Any, index: Any, video_id: int | None, lo: float | None, hi: float | None,
+                 last: float | None = None) -> list[int]:
+    """Row ids of ``index`` that belong to the video, overlap [lo, hi] and lie in its final ``last`` seconds."""
+    from vdisc.index.store import UNIT_TABLES, Period, TextChunk, Video
 
     if index.modality != "visual":
         table, conds = TextChunk, [TextChunk.level == index.level, TextChunk.modality == index.modality]
     else:
         table, conds = UNIT_TABLES[index.level], []
+        if table is Period:
+            conds.append(Period.level == index.level)
     if video_id is not None:
         conds.append((table.id if table is Video else table.video_id) == video_id)
     if table is Video:
         if lo is not None:
             conds.append(Video.duration > lo)
+        if last is not None:
+            return []  # a whole video never lies inside its own final stretch
     elif index.level == "frame":
         conds += [table.ts >= lo] if lo is not None else []
         conds += [table.ts < hi] if hi is not None else []
     else:
         conds += [table.end > lo] if lo is not None else []
         conds += [table.start < hi] if hi is not None else []
+    if last is not None:  # the same rule as the word index (store.LAST_WINDOW_SQL)
+        end_of_video = select(Video.duration).where(Video.id == table.video_id).scalar_subquery()
+        if index.level == "frame":
+            conds.append(table.ts >= end_of_video - last)
+        elif index.level in ("hour", "day", "video"):
+            conds.append(table.start > end_of_video - last - 1e-6)
+        else:
+            conds.append(table.end > end_of_video - last)
     return list(session.scalars(select(table.id).where(*conds)))
 
 
@@ -223,6 +310,8 @@ def _materialise(session: Any, unit: _Unit) -> tuple[int, float, float, str]:
     fallback = f"[{'+'.join(unit.matched)} match]"
     if unit.level == "video":
         return (row.id, 0.0, row.duration, _trim(unit.snippet or row.summary))
+    if unit.level in ("hour", "day"):
+        return (row.video_id, row.start, row.end, _trim(unit.snippet or row.said or row.shown or row.seen or fallback))
     if unit.level == "frame":
         clip = session.get(Clip, row.clip_id)
         end = min(row.ts + 1.0, clip.end) if clip else row.ts + 1.0

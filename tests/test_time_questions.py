@@ -1,0 +1,191 @@
+"""Questions relative to time: --last, order earliest/latest, and the offline planner's time words.
+
+The repeated-word fixture is generated here: a 50 s video in which LIGHTHOUSE
+is shown three times (first with a second line, then alone, then with another
+line), so plain relevance prefers the middle one and only the time order
+picks the first or the last.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vdisc import ConfigError, Library
+from vdisc.agent.offline import content, phrasings, temporal
+from vdisc.tools.search import parse_duration
+
+from test_cli import vdisc
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+SIZE, FPS, DURATION = (320, 180), 8, 50.0
+GREY, BLUE, GREEN, PURPLE = (60, 60, 60), (30, 60, 170), (30, 140, 60), (130, 40, 140)
+# (start, end, background, lines shown)
+SEGMENTS = [
+    (0, 4, GREY, []), (4, 10, BLUE, ["LIGHTHOUSE", "OPEN DAILY"]), (10, 14, GREY, []),
+    (14, 19, GREEN, ["MARKET SQUARE"]), (19, 22, GREY, []), (22, 28, BLUE, ["LIGHTHOUSE"]), (28, 32, GREY, []),
+    (32, 37, PURPLE, ["TRAIN STATION"]), (37, 40, GREY, []), (40, 46, BLUE, ["LIGHTHOUSE", "EVENING TOURS"]),
+    (46, 50, GREY, []),
+]
+FIRST, MIDDLE, LAST = (4.0, 10.0), (22.0, 28.0), (40.0, 46.0)
+
+
+def _picture(background: tuple[int, int, int], lines: list[str]) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(FONT), 28) if FONT.exists() else ImageFont.load_default(size=28)
+    img = Image.new("RGB", SIZE, background)
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        y = SIZE[1] // 2 + (i - (len(lines) - 1) / 2) * 40
+        draw.text((SIZE[0] // 2, y), line, font=font, fill=(255, 255, 255), anchor="mm")
+    return np.asarray(img)
+
+
+def make_repeats_video(path: Path) -> Path:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+        for start, end, bg, lines in SEGMENTS:
+            rgb = _picture(bg, lines)
+            for _ in range(int((end - start) * FPS)):
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def repeats_library(tmp_path_factory, test_models):
+    home = tmp_path_factory.mktemp("repeats-lib")
+    video = make_repeats_video(home.parent / "repeats.mp4")
+    (report,) = Library(home, device="cpu", models={**test_models, "asr": "none"}).index(video)
+    assert report.status == "indexed", report.reason
+    return home
+
+
+def _near(span: tuple[float, float], truth: tuple[float, float], tol: float = 1.5) -> bool:
+    return abs(span[0] - truth[0]) <= tol and abs(span[1] - truth[1]) <= tol
+
+
+# ---- durations ------------------------------------------------------------------------
+@pytest.mark.parametrize("text,seconds", [("10m", 600), ("90s", 90), ("1h30m", 5400), ("2h", 7200), ("45", 45),
+                                          (" 1h 5m ", 3900), ("1.5h", 5400), ("1d", 86400), (120, 120)])
+def test_durations_parse(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10x", "m", "-5", "0", "1h1h", "5m10", "ten minutes", "1:30"])
+def test_bad_durations_are_one_line_errors(text):
+    with pytest.raises(ConfigError, match="bad duration") as info:
+        parse_duration(text)
+    assert "\n" not in str(info.value)
+
+
+# ---- the planner's reading of time words ----------------------------------------------------
+@pytest.mark.parametrize("question,order,last,after,text", [
+    ("When is LIGHTHOUSE shown for the first time?", "earliest", None, None, "LIGHTHOUSE"),
+    ("when did the rain begin", "earliest", None, None, "the rain"),
+    ("Initially, which sign was on screen?", "earliest", None, None, "which sign"),
+    ("show me the earliest rocket launch", "earliest", None, None, "the rocket launch"),
+    ("When was LIGHTHOUSE shown most recently?", "latest", None, None, "LIGHTHOUSE"),
+    ("the last time the harbor sign appears", "latest", None, None, "the harbor sign"),
+    ("what is on the screen right now", "latest", None, None, "what"),
+    ("has anyone talked about rain lately", "latest", None, None, "has anyone rain"),
+    ("what was said about rain in the last 10 minutes", "relevance", 600, None, "what about rain"),
+    ("Anything about rockets in the past hour?", "relevance", 3600, None, "Anything about rockets"),
+    ("over the last half hour, were rockets mentioned", "relevance", 1800, None, "rockets"),
+    ("since 10 minutes ago, did anyone talk about umbrellas", "relevance", 600, None, "anyone umbrellas"),
+    ("in the past 2h30m, was the harbor shown", "relevance", 9000, None, "the harbor"),
+    ("when was the harbor shown since 1:20", "relevance", None, 80, "the harbor"),
+    ("since 5 minutes in, when is rain mentioned", "relevance", None, 300, "rain"),
+    ("when is the lighthouse shown for the last time in the last 20 seconds", "latest", 20, None,
+     "the lighthouse"),
+    ("When does the cook season the broth?", "relevance", None, None, "the cook season the broth"),
+])
+def test_time_words_become_search_arguments(question, order, last, after, text):
+    hint = temporal(question)
+    assert (hint.order, hint.last, hint.after) == (order, last, after), hint
+    assert content(question) == text
+
+
+def test_time_words_do_not_reach_the_search_queries():
+    assert phrasings("When is LIGHTHOUSE shown for the first time?") == ["LIGHTHOUSE", "lighthouse"]
+    queries = phrasings('when was "HARBOR 42" shown most recently, in the past hour')
+    assert queries[0] == "HARBOR 42" and not any(w in q for q in queries for w in ("recent", "past", "hour"))
+
+
+# ---- search: last and order -------------------------------------------------------------
+def test_search_last_keeps_the_final_stretch(talk_library, talk_truth):
+    home, _ = talk_library
+    lib = Library(home)
+    hits = lib.search("heavy rain umbrella", last=20).hits
+    assert hits and all(h.end > 40.0 for h in hits)
+    assert all(h.start >= 40.0 for h in hits if h.level == "video")  # the whole video is not "the last 20 s"
+    assert hits[0].start < 46.4 and hits[0].end > 42.5  # the umbrella sentence is in it
+    salt = lib.search("salt in the soup", last="20s", level="clip").hits
+    assert all(h.start >= 40.0 or h.end > 40.0 for h in salt)
+    assert not any(h.start < 4.3 and h.end > 1.0 for h in salt)  # said at 0:01, outside the window
+    assert lib.search("salt in the soup", level="clip").hits[0].start < 4.3  # found without --last
+    with pytest.raises(ConfigError, match="bad duration"):
+        lib.search("rain", last="soon")
+    with pytest.raises(ConfigError, match="order"):
+        lib.search("rain", order="newest")
+
+
+def test_search_order_picks_the_first_and_the_latest_occurrence(repeats_library):
+    lib = Library(repeats_library)
+    best = lib.search("LIGHTHOUSE", level="clip").hits[0]
+    assert _near((best.start, best.end), MIDDLE, 2.0)  # by relevance: the one that shows it alone
+    first = lib.search("LIGHTHOUSE", order="earliest").hits
+    latest = lib.search("LIGHTHOUSE", order="latest").hits
+    assert _near((first[0].start, first[0].end), FIRST, 2.0), first[:3]
+    assert _near((latest[0].start, latest[0].end), LAST, 2.0), latest[:3]
+    assert [h.start for h in first] == sorted(h.start for h in first)
+    assert [h.end for h in latest] == sorted((h.end for h in latest), reverse=True)
+    assert {round(h.start) for h in first} == {round(h.start) for h in latest}  # the same hits, both ways
+    assert not any(h.level in ("scene", "video") and h.start <= FIRST[0] and h.end >= FIRST[1] for h in first)
+
+
+# ---- the offline planner ---------------------------------------------------------------
+@pytest.mark.parametrize("question,truth", [
+    ("When is LIGHTHOUSE shown for the first time?", FIRST),
+    ("When was LIGHTHOUSE shown most recently?", LAST),
+    ("when does the LIGHTHOUSE sign appear for the last time", LAST),
+    ("Was the word LIGHTHOUSE on screen in the last 15 seconds?", LAST),
+    ("When is LIGHTHOUSE shown since 0:15, the first time?", MIDDLE),
+])
+def test_offline_planner_answers_time_questions(repeats_library, question, truth):
+    answer = Library(repeats_library).ask(question)
+    assert answer.spans, answer.answer
+    top = answer.spans[0]
+    assert _near((top.start, top.end), truth), (question, top, answer.answer)
+
+
+def test_ask_last_limits_every_search(repeats_library):
+    lib = Library(repeats_library)
+    answer = lib.ask("When is LIGHTHOUSE shown?", last="15s")
+    assert answer.spans and _near((answer.spans[0].start, answer.spans[0].end), LAST)
+    searches = [step for step in answer.trace if step.get("tool") == "search"]
+    assert searches and all(step["args"]["last"] == 15.0 for step in searches)
+
+
+# ---- the CLI ---------------------------------------------------------------------------
+def test_cli_last_and_order(repeats_library):
+    import json
+
+    r = vdisc("search", "LIGHTHOUSE", "--library", str(repeats_library), "--last", "15s", "--json")
+    assert r.returncode == 0, r.stderr
+    hits = json.loads(r.stdout)["hits"]
+    assert hits and all(h["end"] > DURATION - 15 for h in hits)
+    r = vdisc("search", "LIGHTHOUSE", "--library", str(repeats_library), "--order", "earliest", "--json")
+    assert r.returncode == 0, r.stderr
+    assert _near((json.loads(r.stdout)["hits"][0]["start"], json.loads(r.stdout)["hits"][0]["end"]), FIRST, 2.0)
+    for cmd in (["search", "LIGHTHOUSE"], ["ask", "when is LIGHTHOUSE shown?"]):
+        for bad in ("10x", "0", "-3m"):
+            r = vdisc(*cmd, "--library", str(repeats_library), "--last", bad)
+            assert r.returncode != 0 and "Traceback" not in r.stderr, (cmd, bad, r.stderr)
+            assert len(r.stderr.strip().splitlines()) == 1 and "duration" in r.stderr, r.stderr
