@@ -391,7 +391,9 @@ def browse(
         _print_json(view.model_dump())
         return
     for v in view.videos:
-        typer.echo(f"{v.video} ({fmt_time(v.duration)}, {v.clips} clips; {', '.join(v.channels)})")
+        live = ", live" if v.status == "live" else ""  # still growing: its end is the latest media
+        unit = f"; by {v.unit}" if v.unit != "scene" else ""
+        typer.echo(f"{v.video} ({fmt_time(v.duration)}{live}, {v.clips} clips; {', '.join(v.channels)}{unit})")
         for sc in v.scenes:
             parts = [f"said: {sc.said}" if sc.said else "", f"shown: {sc.shown}" if sc.shown else "",
                      f"seen: {sc.seen}" if sc.seen else ""]

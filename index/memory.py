@@ -170,11 +170,15 @@ def _pooled(index: Any, ids: list[int]) -> np.ndarray | None:
     """The unit-normalised mean of the vectors ``index`` holds for ``ids`` (None if it holds none)."""
     if not len(index):
         return None
-    present = np.asarray(ids, np.int64)
-    present = present[np.isin(present, index.ids())]
-    if not len(present):
+    vecs = []
+    for i in ids:  # looked up one by one: cost follows the period, not the whole index
+        try:
+            vecs.append(index.vectors([i])[0])
+        except RuntimeError:  # FAISS has no such id: a child without a picture vector
+            continue
+    if not vecs:
         return None
-    mean = index.vectors(present.tolist()).mean(axis=0)
+    mean = np.mean(vecs, axis=0)
     return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
@@ -210,16 +214,18 @@ def drop_old_frames(store: Store, video_id: int, before: float) -> int:
     """
     if before <= 0:
         return 0
-    old_clips = select(Clip.id).where(Clip.video_id == video_id, Clip.end < before)
     with store.session() as s:
-        ids = s.scalars(select(Frame.id).where(Frame.video_id == video_id, Frame.clip_id.in_(old_clips))).all()
+        # walks the video's remaining frames (the retained window plus what just aged out), not all its clips
+        ids = s.scalars(select(Frame.id).join(Clip, Clip.id == Frame.clip_id)
+                        .where(Frame.video_id == video_id, Clip.end < before)).all()
     if not ids:
         return 0
     index = store.vectors("frame", "visual")
     if index.remove(ids):
         index.save()
     with store.session() as s, s.begin():
-        s.execute(delete(Frame).where(Frame.video_id == video_id, Frame.clip_id.in_(old_clips)))
+        for k in range(0, len(ids), 10000):  # below SQLite's limit on bound parameters
+            s.execute(delete(Frame).where(Frame.id.in_(ids[k : k + 10000])))
     return len(ids)
 
 

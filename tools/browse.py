@@ -47,6 +47,7 @@ class VideoOverview(BaseModel):
     clips: int
     channels: list[str]
     status: str = "done"  # live: still growing; its duration is the latest media received
+    started_at: str = ""  # live sources: ISO wall-clock time of media second 0 (to turn clock times into seconds)
     unit: str = "scene"  # what each timeline entry was built from: scene | hour | day
     scenes: list[SceneDigest]
 
@@ -96,7 +97,8 @@ def _overview(s: Any, v: Video, max_scenes: int) -> VideoOverview:
         entries.append(SceneDigest(start=round(a, 3), end=round(b, 3), said=digest(said, DIGEST_CHARS),
                                    shown=digest(shown, DIGEST_CHARS), seen=digest(seen, DIGEST_CHARS)))
     return VideoOverview(video=v.name, video_id=v.id, duration=round(duration, 3), clips=n_clips,
-                         channels=list(v.channels), status=v.status, unit=unit, scenes=entries)
+                         channels=list(v.channels), status=v.status, started_at=v.started_at or "", unit=unit,
+                         scenes=entries)
 
 
 def _pool(spans: list[tuple[float, float]], n: int, duration: float) -> list[tuple[float, float]]:
