@@ -40,6 +40,7 @@ from vdisc.errors import DecodeError, VdiscError
 
 from . import decode
 from .checkpoint import Checkpoint, ClipRecord, Resume
+from .memory import consolidate
 from .models import Registry
 from .segment import ClipSpan, SampledFrame, Segmenter, group_scenes, histogram
 from .store import Clip, Frame, Scene, Store, TextChunk, Video, Word, now_iso
@@ -424,15 +425,20 @@ class Indexer:
             touched |= self._add_visual_vectors(video_id, results, scene_groups, frame_ids, clip_ids, scene_ids)
         for index in touched:
             index.save()
+        # hour and day summaries, so a long video still browses in a bounded view
+        consolidate(store, reg, video_id, final=True, retention_hours=self.settings.retention_hours)
 
         with store.session() as s, s.begin():
             video = s.get(Video, video_id)
             video.status, video.channels, video.indexed_at = "done", channels, now_iso()
-        # the library remembers its models, so reopening it searches with the same encoders
-        store.set_meta("models", json.dumps({role: reg.ref(role) for role in ("visual", "text")}))
+        self.record_models()
         report.scenes, report.frames, report.duration = len(scene_ids), len(frame_ids), duration
         report.words, report.channels = sum(len(r.words) for r in results), channels
         self.progress(Progress(video=name, stage="store", done=duration, total=duration))
+
+    def record_models(self) -> None:
+        """The library remembers its encoders, so reopening it searches with the same ones."""
+        self.store.set_meta("models", json.dumps({role: self.registry.ref(role) for role in ("visual", "text")}))
 
     def _add_text_vectors(self, text_meta: list[tuple[int, str, str, str]]) -> set[Any]:
         model = self.registry.get("text")

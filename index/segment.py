@@ -83,7 +83,11 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 class Segmenter:
     """Feed frames in time order; get finished clips back as soon as they are known."""
 
-    def __init__(self, clip_seconds: float = 10.0, min_clip_seconds: float = 1.0, cut_threshold: float = 0.35):
+    def __init__(self, clip_seconds: float = 10.0, min_clip_seconds: float = 1.0, cut_threshold: float = 0.35,
+                 eager: bool = False):
+        # eager (live sources): a clip is handed out as soon as it is clip_seconds long,
+        # instead of waiting for the shot's end to split it evenly
+        self.eager = eager
         self.clip_seconds = clip_seconds
         self.min_clip_seconds = min_clip_seconds
         self.cut_threshold = cut_threshold
@@ -111,8 +115,13 @@ class Segmenter:
         self._prev = frame
         self._shot_frames.append(frame)
         # Bounded memory: a long shot gives up its first clip once two clips' worth is buffered.
-        while self._shot_frames and frame.ts - self._shot_start >= 2 * self.clip_seconds:
+        wait = self.clip_seconds if self.eager else 2 * self.clip_seconds
+        while self._shot_frames and frame.ts - self._shot_start >= wait:
             yield self._emit(self._shot_start, self._shot_start + self.clip_seconds)
+
+    def continue_numbering(self, clip_idx: int, shot_idx: int) -> None:
+        """Number clips and shots on from an earlier session of the same video."""
+        self._clip_idx, self._shot_idx = clip_idx, shot_idx
 
     def state(self) -> dict[str, Any]:
         """Where the segmenter stands after its last clip, for :meth:`restore` in a later run.
@@ -164,13 +173,15 @@ def group_scenes(
     """Indices of clips grouped into scenes: adjacent, alike, not too long."""
     scenes: list[list[int]] = []
     for i, clip in enumerate(clips):
-        if scenes:
-            cur = scenes[-1]
-            first, prev = clips[cur[0]], clips[cur[-1]]
-            same_shot = prev.shot == clip.shot
-            alike = 1.0 - distance(prev.hist, clip.hist) >= similarity
-            if (same_shot or alike) and clip.end - first.start <= max_seconds:
-                cur.append(i)
-                continue
-        scenes.append([i])
+        if scenes and joins_scene(clips[scenes[-1][0]], clips[scenes[-1][-1]], clip, similarity, max_seconds):
+            scenes[-1].append(i)
+        else:
+            scenes.append([i])
     return scenes
+
+
+def joins_scene(first: ClipSpan, prev: ClipSpan, clip: ClipSpan, similarity: float, max_seconds: float) -> bool:
+    """Whether ``clip`` continues the scene that runs from ``first`` to ``prev``."""
+    same_shot = prev.shot == clip.shot
+    alike = 1.0 - distance(prev.hist, clip.hist) >= similarity
+    return (same_shot or alike) and clip.end - first.start <= max_seconds

@@ -11,6 +11,9 @@ through the STORM-style clip compressor (``index/models/compressor``): a
 bidirectional Mamba over the tokens followed by temporal and spatial pooling,
 whose per-group tokens score sub-windows. ``tokens_in``/``tokens_out`` report
 the reduction; ``VDISC_COMPRESSOR=off`` scores plain frame embeddings instead.
+
+A followed stream (a URL, which cannot be read twice) is judged from what the
+index kept of the window: stored frame vectors, words and on-screen lines.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from vdisc.errors import DecodeError
 
 from .context import ToolContext, clamp_window
 from .evidence import (
-    FrameScore, Shown, Spoken, indexed_text, locate, phrases, read_shown, text_scores, words_in,
+    FrameScore, Shown, Spoken, indexed_text, locate, phrases, read_shown, stored_frame_scores, text_scores, words_in,
 )
 
 MAX_SIDE = 448  # frames for the visual encoder (224 px input) and OCR of large text
@@ -72,14 +75,19 @@ def inspect(ctx: ToolContext, video: str, start: float, end: float, question: st
         spoken = phrases(words_in(s, v.id, lo, hi))
         indexed = indexed_text(s, v.id, lo, hi)
         path, name, vid = v.path, v.name, v.id
+        stream = v.fingerprint.startswith("live:") and "://" in path
+        stored = stored_frame_scores(ctx, s, v.id, lo, hi, question) if stream else []
     fps = max(0.1, min(float(fps), max_frames / max(hi - lo, 1e-3)))
-    try:
-        with decode.open_video(path, backend=ctx.settings.decoder) as reader:
-            frames = list(reader.frames(fps=fps, max_side=MAX_SIDE, start=lo, end=hi))
-    except DecodeError as exc:
-        raise DecodeError(f"{exc} (was the file moved? re-index it)") from None
-
-    scores, best, tokens_in, tokens_out = _look(ctx, frames, question, 1.0 / fps)
+    if stream:  # a stream cannot be read again: judge the window by what the index kept of it
+        frames: list[tuple[float, Any]] = []
+        scores, best, tokens_in, tokens_out = stored, None, 0, 0
+    else:
+        try:
+            with decode.open_video(path, backend=ctx.settings.decoder) as reader:
+                frames = list(reader.frames(fps=fps, max_side=MAX_SIDE, start=lo, end=hi))
+        except DecodeError as exc:
+            raise DecodeError(f"{exc} (was the file moved? re-index it)") from None
+        scores, best, tokens_in, tokens_out = _look(ctx, frames, question, 1.0 / fps)
     shown = read_shown(ctx, frames, 1.0 / fps, ocr_frames)
     fresh = {_key(x.text) for x in shown}
     shown += [x for x in indexed if _key(x.text) not in fresh]  # lines the index read between our samples

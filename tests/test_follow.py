@@ -1,0 +1,130 @@
+"""Following a live source: an HLS stream served on 127.0.0.1, and a file that grows.
+
+The stream is talk.mp4 cut into 4 s MPEG-TS segments and published faster than
+real time. While it plays, clips must appear, and a question about something
+said in it must be answered with the right span before the stream ends.
+Stopping must leave a consistent library.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vdisc import Library
+
+from conftest import FIXTURES
+from live_stream import SEGMENT, Publisher, make_segments, serve_dir
+from test_resume import _assert_consistent
+
+INTERVAL = 1.5  # seconds between 4 s segments: 2.7x real time
+
+
+@pytest.fixture(scope="module")
+def segments(tmp_path_factory) -> list[Path]:
+    return make_segments(FIXTURES / "talk.mp4", tmp_path_factory.mktemp("segments"))
+
+
+def _clips(lib: Library) -> int:
+    return sum(v.clips for v in lib.videos())
+
+
+def _wait(cond, timeout: float = 120.0, step: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(step)
+
+
+def test_follow_hls_answers_before_the_stream_ends(segments, tmp_path, test_models, talk_truth):
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    pub = Publisher(segments, INTERVAL, hls_dir=hls)
+    pub.start()
+    server, base = serve_dir(hls)
+    try:
+        _wait(lambda: (hls / "live.m3u8").exists())
+        lib = Library(tmp_path / "lib", models=test_models, device="cpu")
+        handle = lib.follow(f"{base}/live.m3u8")
+        reader = Library(tmp_path / "lib")  # another Library on the same files, as a second notebook would
+
+        # clips appear while the stream runs
+        _wait(lambda: _clips(reader) >= 1)
+        first = _clips(reader)
+        _wait(lambda: _clips(reader) > first)
+        assert not pub.done.is_set(), "the stream ended before clips appeared"
+
+        # something said at 9.5-12.6 s is answered before the stream ends
+        line = talk_truth["speech"][1]
+        _wait(lambda: any(v.duration > line["end"] + 2 for v in reader.videos()))
+        answer = reader.ask("when do they say the rocket launches from the island?")
+        assert not pub.done.is_set(), "the question should be answered while the stream still plays"
+        assert answer.spans, answer.answer
+        span = answer.spans[0]
+        assert span.start <= line["start"] + 1.5 and span.end >= line["end"] - 1.5
+        assert span.end - span.start <= 15
+
+        report = handle.stop(timeout=120)
+    finally:
+        pub.done.wait(120)
+        server.shutdown()
+    assert not handle.running
+    assert report.status == "stopped" and report.clips >= 2
+    (video,) = reader.videos()
+    assert video.status == "done"
+    assert abs(video.duration - report.duration) < 1e-6
+    _assert_consistent(tmp_path / "lib")
+
+
+def test_follow_a_growing_file_to_its_end_then_continue(segments, tmp_path, test_models, talk_truth):
+    """A recording still being written: followed until it stops growing; everything said is found."""
+    growing = tmp_path / "recording.ts"
+    growing.touch()
+    pub = Publisher(segments, 0.3, growing=growing).start()
+    lib = Library(tmp_path / "lib", models=test_models, device="cpu")
+    report = lib.follow(growing, idle=3.0).wait(timeout=300)
+    assert pub.done.is_set()
+    assert report.status == "ended", report.reason
+    assert report.media_seconds == pytest.approx(len(segments) * SEGMENT, abs=1.0)
+    for line in talk_truth["speech"]:
+        hit = lib.search(line["text"], top_k=1, level="clip").hits[0]
+        assert hit.start - 1.5 <= line["start"] and line["end"] <= hit.end + 1.5, (line, hit)
+    _assert_consistent(tmp_path / "lib")
+
+    # following it once more continues the same video after what is indexed: nothing is new here
+    (before,) = lib.videos()
+    again = lib.follow(growing, idle=1.0).wait(timeout=120)
+    assert again.status == "ended" and again.clips == 0  # nothing new was written
+    (after,) = lib.videos()
+    assert after.id == before.id and after.clips == before.clips
+
+
+def test_follow_cli_bad_source_is_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "vdisc.cli", "index", "--follow", str(tmp_path / "nope.ts"),
+                          "--library", str(tmp_path / "lib"), "--idle", "1"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1
+    lines = [x for x in out.stderr.splitlines() if x.strip()]
+    assert lines == [f"vdisc: failed {tmp_path / 'nope.ts'}: no such file, URL or device"], out.stderr
+
+
+def test_follow_cli_duration_and_json(segments, tmp_path, tiny_clip_dir):
+    """`vdisc index --follow FILE --duration 10s --json`: stops after 10 s of media, report in JSON."""
+    rec = tmp_path / "rec.ts"
+    rec.write_bytes(b"".join(p.read_bytes() for p in segments[:5]))
+    env = {"VDISC_VISUAL_MODEL": f"local-dir:{tiny_clip_dir}", "VDISC_ASR_MODEL": "none", "VDISC_OCR_MODEL": "none",
+           "VDISC_CAPTION_MODEL": "none"}
+    import os
+
+    out = subprocess.run([sys.executable, "-m", "vdisc.cli", "index", "--follow", str(rec), "--duration", "10s",
+                          "--library", str(tmp_path / "lib"), "--json", "--idle", "1"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["status"] == "stopped"
+    assert report["duration"] == pytest.approx(10.0, abs=0.6)
