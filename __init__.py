@@ -125,8 +125,11 @@ class Library:
         files = expand_paths(flat)
         if not files:
             raise DecodeError(f"no video files found in {', '.join(map(str, flat))}")
+        from vdisc.index.follow import settle_dead_followers
+
         indexer = Indexer(self.settings, self.store, self.registry, self.progress)
         with self.store.writer_lock():
+            settle_dead_followers(self.store, self.registry, self.settings)
             return [indexer.index(f, force=force) for f in files]
 
     def follow(self, source: "str | Path", *, duration: float | None = None,
@@ -142,10 +145,11 @@ class Library:
         """
         import contextlib
 
-        from vdisc.index.follow import IDLE_SECONDS, Follower, FollowHandle
+        from vdisc.index.follow import IDLE_SECONDS, Follower, FollowHandle, settle_dead_followers
 
         stack = contextlib.ExitStack()
         stack.enter_context(self.store.writer_lock())  # refused here, at once, if someone else writes
+        settle_dead_followers(self.store, self.registry, self.settings)
         follower = Follower(self.settings, self.store, self.registry, source, duration=duration,
                             progress=self.progress, idle=IDLE_SECONDS if idle is None else idle)
         return FollowHandle(follower, stack)

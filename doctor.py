@@ -83,7 +83,10 @@ def _library_checks(lib: Any) -> list[dict[str, Any]]:
     out = [_check("schema", store.schema_version == SCHEMA_VERSION, f"version {store.schema_version}",
                   "upgrade vdisc")]
     with store.session() as s:
-        done = set(s.scalars(select(Video.id).where(Video.status.in_(VISIBLE_STATUSES))))
+        # a live video's newest batch may have rows whose vectors are being written: only
+        # finished videos must be whole
+        done = set(s.scalars(select(Video.id).where(Video.status == "done")))
+        live = s.scalars(select(Video.name).where(Video.status == "live")).all()
         stale = s.scalars(select(Video.name).where(Video.status.not_in(VISIBLE_STATUSES))).all()
         unready = set(s.scalars(select(Period.id).where(Period.ready.is_(False))))
         waiting, size = partial_size(store.home)
@@ -93,6 +96,9 @@ def _library_checks(lib: Any) -> list[dict[str, Any]]:
             detail += f"; checkpoints of {waiting} interrupted video(s), {size / 2**20:.1f} MiB"
         out.append(_check("half-indexed videos", not stale, detail,
                           "run vdisc index again on those files: it resumes from the checkpoints"))
+        if live:
+            out.append(_check("live videos", True, f"{len(live)} being followed, or left by a follower that "
+                              f"died (the next vdisc index settles those): {', '.join(live[:3])}"))
         # After a crash the unfinished video may have rows without vectors (or the reverse);
         # what must hold is that finished videos are whole and no vector lacks its row.
         for index in store.vector_indexes():

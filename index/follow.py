@@ -235,16 +235,16 @@ class _LiveWriter:
                 s.flush()
             else:
                 video.status = "live"
-            if hasattr(video, "started_at") and not video.started_at:
-                video.started_at = now_iso()
+            if not video.started_at:
+                video.started_at = now_iso()  # media second 0, on the wall clock (when following began)
             self.video_id, self.name = video.id, video.name
-            self.offset = float(video.duration)  # this session continues the timeline here
-        self._drop_after(self.offset)  # rows of a batch a dead follower never finished
+            high_water, started = float(video.duration), _parse_iso(video.started_at)
+        drop_after(self.store, self.video_id, high_water)  # rows of a batch a dead follower never finished
         follower._indexer.record_models()  # readers open the library with these encoders while it grows
-        # a growing file is the same timeline: skip what is indexed; a stream's clock restarts
-        self.skip_before = self.offset if fmt == "file" else 0.0
-        if fmt == "file":
-            self.offset = 0.0
+        if fmt == "file":  # a growing file is its own timeline: skip what is indexed
+            self.offset, self.skip_before = 0.0, high_water
+        else:  # a stream's clock restarts; place this session at its wall-clock time since media second 0
+            self.offset, self.skip_before = max(high_water, time.time() - started), 0.0
         with self.store.session() as s:  # numbering goes on from an earlier session
             last = s.execute(select(Clip.idx, Clip.shot).where(Clip.video_id == self.video_id)
                              .order_by(Clip.idx.desc()).limit(1)).first()
@@ -256,7 +256,6 @@ class _LiveWriter:
         self.end = self.end_at_start = max(self.offset, self.skip_before)
         # the open scene: its row id, first clip, last clip, member clip ids / texts / vectors
         self.scene: dict[str, Any] | None = None
-        self.vsum: np.ndarray | None = None  # running sum of clip vectors, for the video-level vector
 
     # ---- per batch ----------------------------------------------------------
     def add(self, batch: list[_ClipResult]) -> None:
@@ -334,10 +333,8 @@ class _LiveWriter:
                 index = self.store.vectors(level, "visual")
                 index.add(ids, vecs, spec)
                 touched.add(index)
-            # clip vectors are held only for the scene they are in (bounded) and the running video mean
-            for i, vec in zip(has, clip_vecs):
+            for i, vec in zip(has, clip_vecs):  # held only until their scene closes (bounded)
                 scene_of[i]["vecs"].append(vec)
-                self.vsum = vec.astype(np.float64) if self.vsum is None else self.vsum + vec
         scene_vecs = [(sc["id"], _mean_unit(np.stack(sc["vecs"]))) for sc in closed if sc["vecs"]]
         if scene_vecs:
             index = self.store.vectors("scene", "visual")
@@ -357,78 +354,136 @@ class _LiveWriter:
 
     # ---- the end ------------------------------------------------------------
     def finish(self) -> None:
-        """Close the open scene, write the video-level summary and vector, mark the video done."""
+        """Close the open scene, then finish the video (summary, video vector, done)."""
         store = self.store
         if not self.had_clips and self.end <= self.offset and self.scene is None:
             store.delete_video(self.video_id)  # nothing came through: no empty video left behind
             return
-        texts: list[TextChunk] = []
-        closed = [self.scene] if self.scene is not None else []
         if self.scene is not None:
-            texts.extend(self._scene_texts(self.scene))
-            self.scene = None
-        with store.session() as s:
-            old_texts = s.scalars(select(TextChunk.id).where(TextChunk.video_id == self.video_id,
-                                                            TextChunk.level == "video")).all()
-            # a bounded sample of clips is enough for a summary of SUMMARY_CHARS
-            sample = s.scalars(select(Clip).where(Clip.video_id == self.video_id).order_by(Clip.start)
-                               .limit(400)).all()
-        for index in store.vector_indexes():
-            if index.level == "video" and index.remove(old_texts if index.modality != "visual" else [self.video_id]):
+            with store.session() as s, s.begin():
+                texts = self._scene_texts(self.scene)
+                s.add_all(texts)
+                s.flush()
+                text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
+            touched = self.f._indexer._add_text_vectors(text_meta) | self._add_visual([], [], [], [], [self.scene])
+            for index in touched:
                 index.save()
-        with store.session() as s, s.begin():
-            s.execute(delete(TextChunk).where(TextChunk.id.in_(old_texts)))
-            if sample:
-                texts.append(TextChunk(video_id=self.video_id, level="video", unit_id=self.video_id,
-                                       modality="summary", start=0.0, end=self.end,
-                                       text=_summary(self.name, sample)))
-            s.add_all(texts)
-            s.flush()
-            text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
-        touched = self.f._indexer._add_text_vectors(text_meta)
-        touched |= self._add_visual([], [], [], [], closed)
-        spec = self.registry.spec("visual")
-        if self.vsum is not None and spec is not None:
-            index = store.vectors("video", "visual")
-            index.add([self.video_id], _mean_unit(self.vsum[None].astype(np.float32))[None], spec)
-            touched.add(index)
-        for index in touched:
-            index.save()
-        with store.session() as s, s.begin():
-            video = s.get(Video, self.video_id)
-            video.status, video.channels, video.indexed_at = "done", self.channels, now_iso()
-            video.duration = self.end
-            if sample:
-                video.summary = _summary(self.name, sample)
-        self._consolidate(final=True)
+            self.scene = None
+        finish_video(self.store, self.registry, self.settings, self.video_id, self.channels)
 
     def _consolidate(self, final: bool) -> None:
         consolidate(self.store, self.registry, self.video_id, final=final,
                     retention_hours=self.settings.retention_hours)
 
-    def _drop_after(self, t: float) -> None:
-        """Remove rows (and vectors) a dead follower committed past the high-water mark ``t``."""
-        with self.store.session() as s:
-            clips = s.scalars(select(Clip.id).where(Clip.video_id == self.video_id, Clip.end > t + 1e-6)).all()
-            if not clips:
-                return
-            frames = s.scalars(select(Frame.id).where(Frame.clip_id.in_(clips))).all()
-            scenes = s.scalars(select(Scene.id).where(Scene.video_id == self.video_id, Scene.start >= t - 1e-6)).all()
-            texts = s.scalars(select(TextChunk.id).where(
-                TextChunk.video_id == self.video_id, TextChunk.level.in_(("clip", "scene")),
-                TextChunk.end > t + 1e-6)).all()
-        doomed = {"frame": frames, "clip": clips, "scene": scenes}
-        for index in self.store.vector_indexes():
-            ids = texts if index.modality != "visual" else doomed.get(index.level, [])
-            if ids and index.remove(ids):
-                index.save()
-        with self.store.session() as s, s.begin():
-            s.execute(delete(TextChunk).where(TextChunk.id.in_(texts)))
-            s.execute(delete(Word).where(Word.clip_id.in_(clips)))
-            s.execute(delete(Frame).where(Frame.id.in_(frames)))
-            s.execute(delete(Clip).where(Clip.id.in_(clips)))
-            s.execute(delete(Scene).where(Scene.id.in_(scenes)))
-            s.execute(update(Scene).where(Scene.video_id == self.video_id, Scene.end > t).values(end=t))
+
+def drop_after(store: Store, video_id: int, t: float) -> None:
+    """Remove rows (and their vectors) a dead follower committed past the high-water mark ``t``."""
+    with store.session() as s:
+        clips = s.scalars(select(Clip.id).where(Clip.video_id == video_id, Clip.end > t + 1e-6)).all()
+        if not clips:
+            return
+        frames = s.scalars(select(Frame.id).where(Frame.clip_id.in_(clips))).all()
+        scenes = s.scalars(select(Scene.id).where(Scene.video_id == video_id, Scene.start >= t - 1e-6)).all()
+        texts = s.scalars(select(TextChunk.id).where(
+            TextChunk.video_id == video_id, TextChunk.level.in_(("clip", "scene")), TextChunk.end > t + 1e-6)).all()
+    doomed = {"frame": frames, "clip": clips, "scene": scenes}
+    for index in store.vector_indexes():
+        ids = texts if index.modality != "visual" else doomed.get(index.level, [])
+        if ids and index.remove(ids):
+            index.save()
+    with store.session() as s, s.begin():
+        s.execute(delete(TextChunk).where(TextChunk.id.in_(texts)))
+        s.execute(delete(Word).where(Word.clip_id.in_(clips)))
+        s.execute(delete(Frame).where(Frame.id.in_(frames)))
+        s.execute(delete(Clip).where(Clip.id.in_(clips)))
+        s.execute(delete(Scene).where(Scene.id.in_(scenes)))
+        s.execute(update(Scene).where(Scene.video_id == video_id, Scene.end > t).values(end=t))
+
+
+def finish_video(store: Store, registry: Registry, settings: Settings, video_id: int,
+                 channels: list[str] | None = None) -> None:
+    """Write a followed video's video-level summary and vector, mark it done, consolidate.
+
+    The vector is the mean of all its clip vectors, read in chunks, so a
+    continued or settled video gets the same as one followed in one go.
+    """
+    with store.session() as s:
+        video = s.get(Video, video_id)
+        name, end = video.name, float(video.duration)
+        old_texts = s.scalars(select(TextChunk.id).where(TextChunk.video_id == video_id,
+                                                        TextChunk.level == "video")).all()
+        sample = s.scalars(select(Clip).where(Clip.video_id == video_id).order_by(Clip.start)
+                           .limit(400)).all()  # plenty for a summary of SUMMARY_CHARS
+        clip_ids = s.scalars(select(Clip.id).where(Clip.video_id == video_id)).all()
+    for index in store.vector_indexes():
+        if index.level == "video" and index.remove(old_texts if index.modality != "visual" else [video_id]):
+            index.save()
+    summary = _summary(name, sample) if sample else ""
+    with store.session() as s, s.begin():
+        s.execute(delete(TextChunk).where(TextChunk.id.in_(old_texts)))
+        texts = [TextChunk(video_id=video_id, level="video", unit_id=video_id, modality="summary", start=0.0,
+                           end=end, text=summary)] if summary else []
+        s.add_all(texts)
+        s.flush()
+        text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
+    touched = Indexer(settings, store, registry)._add_text_vectors(text_meta)
+    clips = store.vectors("clip", "visual")
+    have = sorted(set(clips.ids().tolist()) & set(clip_ids)) if len(clips) else []
+    if have:
+        total = sum(clips.vectors(have[i : i + 4096]).astype(np.float64).sum(axis=0)
+                    for i in range(0, len(have), 4096))
+        index = store.vectors("video", "visual")
+        index.add([video_id], _mean_unit(np.asarray(total, np.float32)[None])[None], clips.spec)
+        touched.add(index)
+    for index in touched:
+        index.save()
+    with store.session() as s, s.begin():
+        video = s.get(Video, video_id)
+        video.status, video.indexed_at, video.summary = "done", now_iso(), summary
+        if channels is not None:
+            video.channels = channels
+    consolidate(store, registry, video_id, final=True, retention_hours=settings.retention_hours)
+
+
+def settle_dead_followers(store: Store, registry: Registry, settings: Settings) -> list[str]:
+    """Videos left "live" by a follower that died: trimmed to their last complete commit and
+    finished. Call with the writer lock held (so no follower is running). Returns their names."""
+    with store.session() as s:
+        stale = s.execute(select(Video.id, Video.name, Video.duration).where(Video.status == "live")).all()
+    for vid, _, duration in stale:
+        drop_after(store, vid, float(duration))
+        _close_last_scene(store, registry, settings, vid)
+        finish_video(store, registry, settings, vid)
+    return [name for _, name, _ in stale]
+
+
+def _close_last_scene(store: Store, registry: Registry, settings: Settings, video_id: int) -> None:
+    """Give the scene that was open when its follower died the texts and vector a closed one has."""
+    with store.session() as s:
+        scene = s.scalars(select(Scene).where(Scene.video_id == video_id).order_by(Scene.idx.desc()).limit(1)).first()
+        if scene is None or s.scalar(select(TextChunk.id).where(TextChunk.level == "scene",
+                                                                TextChunk.unit_id == scene.id).limit(1)):
+            return
+        clips = s.scalars(select(Clip).where(Clip.scene_id == scene.id).order_by(Clip.start)).all()
+    texts = []
+    if len(clips) > 1:  # as _LiveWriter._scene_texts: one-clip scenes would only repeat the clip
+        for modality, attr in (("speech", "transcript"), ("ocr", "ocr_text"), ("caption", "caption")):
+            body = _dedupe_join(getattr(c, attr) for c in clips)
+            if body:
+                texts.append(TextChunk(video_id=video_id, level="scene", unit_id=scene.id, modality=modality,
+                                       start=scene.start, end=scene.end, text=body))
+    with store.session() as s, s.begin():
+        s.add_all(texts)
+        s.flush()
+        text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
+    touched = Indexer(settings, store, registry)._add_text_vectors(text_meta)
+    clip_index, scene_index = store.vectors("clip", "visual"), store.vectors("scene", "visual")
+    have = sorted(set(clip_index.ids().tolist()) & {c.id for c in clips}) if len(clip_index) else []
+    if have and scene.id not in set(scene_index.ids().tolist()):
+        scene_index.add([scene.id], _mean_unit(clip_index.vectors(have))[None], clip_index.spec)
+        touched.add(scene_index)
+    for index in touched:
+        index.save()
 
 
 class _AudioBuffer:
@@ -520,6 +575,15 @@ class _TailFile:
 
     def close(self) -> None:
         self.fh.close()
+
+
+def _parse_iso(text: str) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return time.time()
 
 
 def _display_name(source: str) -> str:

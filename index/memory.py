@@ -161,7 +161,7 @@ def _build_period(store: Store, registry: Any, video_id: int, name: str, duratio
     pooled = _pooled(child_index, child_ids)
     if pooled is not None:
         index = store.vectors(level, "visual")
-        index.add([pid], pooled[None], _recorded_spec(child_index))
+        index.add([pid], pooled[None], child_index.spec)  # pooled vectors live in their children's model space
         touched[(level, "visual")] = index
     return pid
 
@@ -180,18 +180,6 @@ def _pooled(index: Any, ids: list[int]) -> np.ndarray | None:
         return None
     mean = np.mean(vecs, axis=0)
     return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-
-
-def _recorded_spec(index: Any) -> Any:
-    """The model spec an index records: pooled vectors live in their children's model space.
-
-    Taken from the children's index rather than the registry, so consolidation
-    never loads the visual model and never labels vectors with another model.
-    """
-    from .models.spec import ModelSpec
-
-    index._fresh()
-    return ModelSpec(**index._meta["spec"])
 
 
 def _remove_periods(store: Store, level: str, ids: list[int]) -> None:

@@ -50,6 +50,14 @@ class VectorIndex:
         return self._meta.get("model")
 
     @property
+    def spec(self) -> Any:
+        """The ModelSpec of the model whose vectors this index holds (None while empty)."""
+        from .models.spec import ModelSpec
+
+        self._fresh()
+        return ModelSpec(**self._meta["spec"]) if "spec" in self._meta else None
+
+    @property
     def dim(self) -> int | None:
         index = self._fresh()
         return int(index.d) if index is not None else None

@@ -128,3 +128,35 @@ def test_follow_cli_duration_and_json(segments, tmp_path, tiny_clip_dir):
     report = json.loads(out.stdout)
     assert report["status"] == "stopped"
     assert report["duration"] == pytest.approx(10.0, abs=0.6)
+
+
+def test_a_killed_follower_is_settled_by_the_next_run(segments, tmp_path, tiny_clip_dir):
+    """SIGKILL `vdisc index --follow` mid-stream: what it committed stays searchable and
+    consistent, and the next `vdisc index` trims its unfinished batch and marks the video done."""
+    import os
+    import signal
+
+    rec = tmp_path / "rec.ts"
+    rec.touch()
+    pub = Publisher(segments, 0.5, growing=rec).start()
+    env = {**os.environ, "VDISC_VISUAL_MODEL": f"local-dir:{tiny_clip_dir}", "VDISC_ASR_MODEL": "tiny.en",
+           "VDISC_OCR_MODEL": "none", "VDISC_CAPTION_MODEL": "none"}
+    home = tmp_path / "lib"
+    proc = subprocess.Popen([sys.executable, "-m", "vdisc.cli", "index", "--follow", str(rec), "--library",
+                             str(home), "--idle", "30"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait(lambda: home.joinpath("library.db").exists() and _clips(Library(home)) >= 3, timeout=180)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pub.done.wait(60)
+    (video,) = Library(home).videos()
+    assert video.status == "live"
+    _assert_consistent(home, finished=False)
+
+    other = subprocess.run([sys.executable, "-m", "vdisc.cli", "index", str(FIXTURES / "silent.mp4"), "--library",
+                            str(home), "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert other.returncode == 0, other.stderr
+    videos = {v.name: v for v in Library(home).videos()}
+    assert videos["rec.ts"].status == "done" and videos["rec.ts"].clips >= 3
+    _assert_consistent(home)
