@@ -132,26 +132,32 @@ class Library:
             settle_dead_followers(self.store, self.registry, self.settings)
             return [indexer.index(f, force=force) for f in files]
 
-    def follow(self, source: "str | Path", *, duration: float | None = None,
+    def follow(self, source: "str | Path", *, duration: float | str | None = None,
                idle: float | None = None) -> "FollowHandle":
         """Index a live or growing source as it plays, in a background thread.
 
         ``source`` is a stream URL (HLS, RTSP, HTTP), a file that is still being
         written (MPEG-TS, Matroska or fragmented MP4), or a capture device as
         ``format:device`` (``v4l2:/dev/video0``). Clips are searchable as soon as
-        they are committed. Stops when the source ends, after ``duration`` media
-        seconds, or on ``handle.stop()``; a file that stops growing for ``idle``
-        seconds (default 30) has ended.
+        they are committed. Stops when the source ends, after ``duration`` of
+        media (seconds, or "10m", "2h"), or on ``handle.stop()``; a file that
+        stops growing for ``idle`` seconds (default 30) has ended.
         """
         import contextlib
 
         from vdisc.index.follow import IDLE_SECONDS, Follower, FollowHandle, settle_dead_followers
+        from vdisc.tools.search import parse_duration
 
+        seconds = None if duration is None else parse_duration(duration)
         stack = contextlib.ExitStack()
         stack.enter_context(self.store.writer_lock())  # refused here, at once, if someone else writes
-        settle_dead_followers(self.store, self.registry, self.settings)
-        follower = Follower(self.settings, self.store, self.registry, source, duration=duration,
-                            progress=self.progress, idle=IDLE_SECONDS if idle is None else idle)
+        try:
+            settle_dead_followers(self.store, self.registry, self.settings)
+            follower = Follower(self.settings, self.store, self.registry, source, duration=seconds,
+                                progress=self.progress, idle=IDLE_SECONDS if idle is None else idle)
+        except BaseException:
+            stack.close()
+            raise
         return FollowHandle(follower, stack)
 
     def remove(self, video: str | int) -> str:

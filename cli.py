@@ -139,9 +139,12 @@ def index(
     if follow is not None:
         if paths:
             raise _config_error("give either files to index or --follow SOURCE, not both")
+        from vdisc.tools.search import parse_duration
+
+        seconds = parse_duration(duration) if duration else None  # a bad value is one line before any loading
         lib = _library(library, device, offline, quiet=quiet, visual=visual_model, text=text_model,
                        asr=asr_model, ocr=ocr_model, caption=caption_model)
-        _follow(lib, follow, parse_duration(duration) if duration else None, idle, json_out, quiet, show_bars)
+        _follow(lib, follow, seconds, idle, json_out, quiet, show_bars)
         return
     if not paths:
         raise _config_error("give video files or folders to index (or --follow SOURCE)")
@@ -254,20 +257,6 @@ def _config_error(message: str) -> Exception:
     from vdisc.errors import ConfigError
 
     return ConfigError(message)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from '45', '90s', '10m', '1h30m', '2h' or '1:30:00'."""
-    import re
-
-    t = text.strip().lower().replace(" ", "")
-    if ":" in t:
-        return parse_time(t)
-    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s?)?", t)
-    if not t or m is None or not any(m.groups()):
-        raise _config_error(f"bad duration {text!r}: use e.g. 90s, 10m, 1h30m")
-    h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
-    return h * 3600 + mi * 60 + sec
 
 
 def parse_time(text: str) -> float:

@@ -119,13 +119,17 @@ class Follower:
         """Read until the source ends (True) or we are told to stop (False)."""
         st = self.settings
         seg = Segmenter(st.clip_seconds, st.min_clip_seconds, st.cut_threshold, eager=True)
-        seg.continue_numbering(writer.next_clip_idx, writer.next_shot_idx)
+        seg.continue_from(writer.next_clip_idx, writer.next_shot_idx, writer.end)
         audio = _AudioBuffer() if aus is not None and self.registry.get("asr") is not None else None
         size = decode._target_size(vs.codec_context.width or 0, vs.codec_context.height or 0, st.max_side)
         from av.video.reformatter import VideoReformatter
 
         reformatter = VideoReformatter()
         origin: float | None = None  # source time of the first video frame = media time ``writer.offset``
+        if writer.skip_before > 0:  # a growing file followed again: its clock is the file's, jump ahead
+            origin = float(vs.start_time * vs.time_base) if vs.start_time is not None else 0.0
+            with contextlib.suppress(Exception):  # not seekable: frames before skip_before are skipped instead
+                container.seek(int((origin + writer.skip_before - 1.0) / vs.time_base), stream=vs, backward=True)
         next_grid = next_keep = writer.end  # media times of the next sampled / kept frame
         grid_step, keep_step = 1.0 / st.cut_fps, 1.0 / st.fps
         pending: list[_ClipResult] = []
@@ -143,7 +147,9 @@ class Follower:
                     continue
                 if packet.stream is not vs:
                     for af in frames:
-                        if af.pts is not None:
+                        # audio of media already indexed (a file followed again) is not kept
+                        if af.pts is not None and (origin is None or float(af.pts * af.time_base) - origin
+                                                   + writer.offset >= writer.skip_before - 1.0):
                             audio.add(af)
                 else:
                     for frame in frames:
@@ -557,11 +563,15 @@ class _TailFile:
     def __init__(self, path: Path, stop: threading.Event, idle: float) -> None:
         self.fh = path.open("rb")
         self.path, self.stop, self.idle = path, stop, idle
+        self.ended = False  # idle once: the end is final (FFmpeg reads again after an empty read)
 
     def read(self, n: int) -> bytes:
         data = self.fh.read(n)
         waited = 0.0
-        while not data and not self.stop.is_set() and waited < self.idle:
+        while not data and not self.ended and not self.stop.is_set():
+            if waited >= self.idle:
+                self.ended = True
+                break
             time.sleep(0.1)
             waited += 0.1
             data = self.fh.read(n)

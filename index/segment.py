@@ -119,9 +119,12 @@ class Segmenter:
         while self._shot_frames and frame.ts - self._shot_start >= wait:
             yield self._emit(self._shot_start, self._shot_start + self.clip_seconds)
 
-    def continue_numbering(self, clip_idx: int, shot_idx: int) -> None:
-        """Number clips and shots on from an earlier session of the same video."""
+    def continue_from(self, clip_idx: int, shot_idx: int, start: float) -> None:
+        """Go on from an earlier session of the same video: numbering continues, and the
+        first clip starts where the last one ended (``start``), so clips tile the timeline."""
         self._clip_idx, self._shot_idx = clip_idx, shot_idx
+        if start > 0:
+            self._shot_start = start
 
     def state(self) -> dict[str, Any]:
         """Where the segmenter stands after its last clip, for :meth:`restore` in a later run.

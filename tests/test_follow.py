@@ -9,6 +9,7 @@ Stopping must leave a consistent library.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -82,26 +83,34 @@ def test_follow_hls_answers_before_the_stream_ends(segments, tmp_path, test_mode
 
 
 def test_follow_a_growing_file_to_its_end_then_continue(segments, tmp_path, test_models, talk_truth):
-    """A recording still being written: followed until it stops growing; everything said is found."""
+    """A recording still being written: followed until it stops growing, then followed again
+    after more was written, which continues the same video after what is indexed."""
     growing = tmp_path / "recording.ts"
     growing.touch()
-    pub = Publisher(segments, 0.3, growing=growing).start()
+    first, rest = segments[:8], segments[8:]
+    pub = Publisher(first, 0.3, growing=growing).start()
     lib = Library(tmp_path / "lib", models=test_models, device="cpu")
     report = lib.follow(growing, idle=3.0).wait(timeout=300)
     assert pub.done.is_set()
     assert report.status == "ended", report.reason
-    assert report.media_seconds == pytest.approx(len(segments) * SEGMENT, abs=1.0)
-    for line in talk_truth["speech"]:
+    assert report.media_seconds == pytest.approx(len(first) * SEGMENT, abs=1.0)
+    (before,) = lib.videos()
+    _assert_consistent(tmp_path / "lib")
+
+    Publisher(rest, 0.0, growing=growing).start().done.wait(60)
+    again = lib.follow(growing, idle=2.0).wait(timeout=300)
+    assert again.status == "ended", again.reason
+    assert again.continued_from == pytest.approx(report.duration)
+    assert again.duration == pytest.approx(len(segments) * SEGMENT, abs=1.0)
+    (after,) = lib.videos()
+    assert after.id == before.id and after.clips > before.clips
+    with sqlite3.connect(tmp_path / "lib" / "library.db") as conn:
+        spans = conn.execute("SELECT start, end FROM clips ORDER BY start").fetchall()
+    assert all(abs(a[1] - b[0]) < 1e-6 for a, b in zip(spans, spans[1:])), "clips tile the timeline"
+    for line in talk_truth["speech"]:  # said before and after the break
         hit = lib.search(line["text"], top_k=1, level="clip").hits[0]
         assert hit.start - 1.5 <= line["start"] and line["end"] <= hit.end + 1.5, (line, hit)
     _assert_consistent(tmp_path / "lib")
-
-    # following it once more continues the same video after what is indexed: nothing is new here
-    (before,) = lib.videos()
-    again = lib.follow(growing, idle=1.0).wait(timeout=120)
-    assert again.status == "ended" and again.clips == 0  # nothing new was written
-    (after,) = lib.videos()
-    assert after.id == before.id and after.clips == before.clips
 
 
 def test_follow_cli_bad_source_is_one_line(tmp_path):
