@@ -465,7 +465,7 @@ def make_needle(out: Path, tmp: Path, minutes: int, jobs: int) -> dict:
         w.setsampwidth(2)
         w.setframerate(SR)
         w.writeframes(track.tobytes())
-    del track
+    track = np.zeros(0, dtype=np.int16)  # free the hour of audio (the closure above still names it)
 
     segdir = tmp / "needle_segs"
     segdir.mkdir(exist_ok=True)
