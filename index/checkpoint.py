@@ -78,6 +78,8 @@ class Checkpoint:
             files = sorted(self.root.glob("batch-*.npz"))
             for i, f in enumerate(files):
                 if f.name != _batch_name(i):  # a gap means a file went missing: trust only what precedes it
+                    for stale in files[i:]:
+                        stale.unlink(missing_ok=True)
                     break
                 batch, state = _read_batch(f)
                 clips.extend(batch)
