@@ -37,8 +37,8 @@ from vdisc.errors import ConfigError, DecodeError, VdiscError
 from . import decode
 from .memory import consolidate
 from .models import Registry
-from .pipeline import (Indexer, Progress, ProgressFn, _ClipResult, _dedupe_join, _join_words, _mean_unit,
-                       _summary)
+from .pipeline import (ClipResult, Indexer, Progress, ProgressFn, dedupe_join, join_words, mean_unit,
+                       video_summary)
 from .segment import SampledFrame, Segmenter, histogram, joins_scene
 from .store import Clip, Frame, Scene, Store, TextChunk, Video, Word, now_iso
 
@@ -132,7 +132,7 @@ class Follower:
                 container.seek(int((origin + writer.skip_before - 1.0) / vs.time_base), stream=vs, backward=True)
         next_grid = next_keep = writer.end  # media times of the next sampled / kept frame
         grid_step, keep_step = 1.0 / st.cut_fps, 1.0 / st.fps
-        pending: list[_ClipResult] = []
+        pending: list[ClipResult] = []
         ocr_memo: dict[str, Any] = {}
         last_ts, pushed = writer.end, False
         streams = [vs] + ([aus] if audio is not None else [])
@@ -171,7 +171,7 @@ class Follower:
                         rgb = self._rgb(frame, size, reformatter)
                         last_ts, pushed = ts, True
                         for clip in seg.push(SampledFrame(ts=ts, rgb=rgb if keep else None, hist=histogram(rgb))):
-                            pending.append(_ClipResult(clip))
+                            pending.append(ClipResult(clip))
                 heard = None if audio is None or origin is None else audio.until - origin + writer.offset
                 ready = []  # clips whose audio is in (or late beyond waiting for), in order
                 for r in pending:
@@ -188,7 +188,7 @@ class Follower:
             # what is complete is kept: the shot in progress becomes the last clip
             if pushed:
                 end = last_ts + grid_step
-                pending.extend(_ClipResult(c) for c in seg.finish(end))
+                pending.extend(ClipResult(c) for c in seg.finish(end))
                 if pending:
                     self._commit(pending, writer, audio, origin, ocr_memo)
 
@@ -196,10 +196,10 @@ class Follower:
         w, h = size if size is not None else (None, None)
         return np.ascontiguousarray(reformatter.reformat(frame, width=w, height=h, format="rgb24").to_ndarray())
 
-    def _commit(self, batch: list[_ClipResult], writer: "_LiveWriter", audio: "_AudioBuffer | None",
+    def _commit(self, batch: list[ClipResult], writer: "_LiveWriter", audio: "_AudioBuffer | None",
                 origin: float | None, memo: dict[str, Any]) -> None:
         reg = self.registry
-        self._indexer._perceive(batch, reg.get("visual"), reg.get("ocr"), reg.get("caption"), memo)
+        self._indexer.perceive(batch, reg.get("visual"), reg.get("ocr"), reg.get("caption"), memo)
         if audio is not None and origin is not None:
             lo, hi = batch[0].span.start, batch[-1].span.end
             samples = audio.take(origin + lo - writer.offset, origin + hi - writer.offset)
@@ -264,7 +264,7 @@ class _LiveWriter:
         self.scene: dict[str, Any] | None = None
 
     # ---- per batch ----------------------------------------------------------
-    def add(self, batch: list[_ClipResult]) -> None:
+    def add(self, batch: list[ClipResult]) -> None:
         st, reg, store = self.settings, self.registry, self.store
         caption_spec = reg.spec("caption")
         texts: list[TextChunk] = []
@@ -291,7 +291,7 @@ class _LiveWriter:
                     s.execute(update(Scene).where(Scene.id == sc["id"]).values(end=r.span.end))
                 scene_of.append(sc)
                 clip = Clip(video_id=self.video_id, scene_id=sc["id"], idx=r.span.idx, start=r.span.start,
-                            end=r.span.end, shot=r.span.shot, transcript=_join_words(r.words),
+                            end=r.span.end, shot=r.span.shot, transcript=join_words(r.words),
                             ocr_text="\n".join(r.ocr_lines), caption=r.caption,
                             caption_model_id=caption_model_id if r.caption else None)
                 s.add(clip)
@@ -315,7 +315,7 @@ class _LiveWriter:
             text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
             frame_ids = [f.id for f in frame_rows]
             clip_ids = [c.id for c in clip_rows]
-        touched = self.f._indexer._add_text_vectors(text_meta)
+        touched = self.f._indexer.add_text_vectors(text_meta)
         touched |= self._add_visual(batch, scene_of, frame_ids, clip_ids, closed)
         for index in touched:
             index.save()
@@ -325,7 +325,7 @@ class _LiveWriter:
             s.execute(update(Video).where(Video.id == self.video_id).values(duration=self.end))
         self._consolidate(final=False)
 
-    def _add_visual(self, batch: list[_ClipResult], scene_of: list[dict[str, Any]], frame_ids: list[int],
+    def _add_visual(self, batch: list[ClipResult], scene_of: list[dict[str, Any]], frame_ids: list[int],
                     clip_ids: list[int], closed: list[dict[str, Any]]) -> set[Any]:
         spec = self.registry.spec("visual")
         if spec is None or self.registry.get("visual") is None:
@@ -334,14 +334,14 @@ class _LiveWriter:
         has = [i for i, r in enumerate(batch) if r.frame_vecs is not None and len(r.frame_vecs)]
         if has:
             frames = np.concatenate([batch[i].frame_vecs for i in has])
-            clip_vecs = np.stack([_mean_unit(batch[i].frame_vecs) for i in has])
+            clip_vecs = np.stack([mean_unit(batch[i].frame_vecs) for i in has])
             for level, ids, vecs in (("frame", frame_ids, frames), ("clip", [clip_ids[i] for i in has], clip_vecs)):
                 index = self.store.vectors(level, "visual")
                 index.add(ids, vecs, spec)
                 touched.add(index)
             for i, vec in zip(has, clip_vecs):  # held only until their scene closes (bounded)
                 scene_of[i]["vecs"].append(vec)
-        scene_vecs = [(sc["id"], _mean_unit(np.stack(sc["vecs"]))) for sc in closed if sc["vecs"]]
+        scene_vecs = [(sc["id"], mean_unit(np.stack(sc["vecs"]))) for sc in closed if sc["vecs"]]
         if scene_vecs:
             index = self.store.vectors("scene", "visual")
             index.add([i for i, _ in scene_vecs], np.stack([v for _, v in scene_vecs]), spec)
@@ -352,7 +352,7 @@ class _LiveWriter:
         out = []
         if len(sc["texts"]) > 1:  # one-clip scenes would only repeat the clip
             for k, modality in enumerate(("speech", "ocr", "caption")):
-                body = _dedupe_join(t[k] for t in sc["texts"])
+                body = dedupe_join(t[k] for t in sc["texts"])
                 if body:
                     out.append(TextChunk(video_id=self.video_id, level="scene", unit_id=sc["id"], modality=modality,
                                          start=sc["start"], end=sc["end"], text=body))
@@ -371,7 +371,7 @@ class _LiveWriter:
                 s.add_all(texts)
                 s.flush()
                 text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
-            touched = self.f._indexer._add_text_vectors(text_meta) | self._add_visual([], [], [], [], [self.scene])
+            touched = self.f._indexer.add_text_vectors(text_meta) | self._add_visual([], [], [], [], [self.scene])
             for index in touched:
                 index.save()
             self.scene = None
@@ -424,7 +424,7 @@ def finish_video(store: Store, registry: Registry, settings: Settings, video_id:
     for index in store.vector_indexes():
         if index.level == "video" and index.remove(old_texts if index.modality != "visual" else [video_id]):
             index.save()
-    summary = _summary(name, sample) if sample else ""
+    summary = video_summary(name, sample) if sample else ""
     with store.session() as s, s.begin():
         s.execute(delete(TextChunk).where(TextChunk.id.in_(old_texts)))
         texts = [TextChunk(video_id=video_id, level="video", unit_id=video_id, modality="summary", start=0.0,
@@ -432,14 +432,14 @@ def finish_video(store: Store, registry: Registry, settings: Settings, video_id:
         s.add_all(texts)
         s.flush()
         text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
-    touched = Indexer(settings, store, registry)._add_text_vectors(text_meta)
+    touched = Indexer(settings, store, registry).add_text_vectors(text_meta)
     clips = store.vectors("clip", "visual")
     have = sorted(set(clips.ids().tolist()) & set(clip_ids)) if len(clips) else []
     if have:
         total = sum(clips.vectors(have[i : i + 4096]).astype(np.float64).sum(axis=0)
                     for i in range(0, len(have), 4096))
         index = store.vectors("video", "visual")
-        index.add([video_id], _mean_unit(np.asarray(total, np.float32)[None])[None], clips.spec)
+        index.add([video_id], mean_unit(np.asarray(total, np.float32)[None])[None], clips.spec)
         touched.add(index)
     for index in touched:
         index.save()
@@ -474,7 +474,7 @@ def _close_last_scene(store: Store, registry: Registry, settings: Settings, vide
     texts = []
     if len(clips) > 1:  # as _LiveWriter._scene_texts: one-clip scenes would only repeat the clip
         for modality, attr in (("speech", "transcript"), ("ocr", "ocr_text"), ("caption", "caption")):
-            body = _dedupe_join(getattr(c, attr) for c in clips)
+            body = dedupe_join(getattr(c, attr) for c in clips)
             if body:
                 texts.append(TextChunk(video_id=video_id, level="scene", unit_id=scene.id, modality=modality,
                                        start=scene.start, end=scene.end, text=body))
@@ -482,11 +482,11 @@ def _close_last_scene(store: Store, registry: Registry, settings: Settings, vide
         s.add_all(texts)
         s.flush()
         text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
-    touched = Indexer(settings, store, registry)._add_text_vectors(text_meta)
+    touched = Indexer(settings, store, registry).add_text_vectors(text_meta)
     clip_index, scene_index = store.vectors("clip", "visual"), store.vectors("scene", "visual")
     have = sorted(set(clip_index.ids().tolist()) & {c.id for c in clips}) if len(clip_index) else []
     if have and scene.id not in set(scene_index.ids().tolist()):
-        scene_index.add([scene.id], _mean_unit(clip_index.vectors(have))[None], clip_index.spec)
+        scene_index.add([scene.id], mean_unit(clip_index.vectors(have))[None], clip_index.spec)
         touched.add(scene_index)
     for index in touched:
         index.save()

@@ -105,7 +105,9 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
 
 
 @dataclass
-class _ClipResult:
+class ClipResult:
+    """One clip on its way to the library: its span and what perception found in it."""
+
     span: ClipSpan
     frame_ts: list[float] = field(default_factory=list)
     frame_vecs: np.ndarray | None = None
@@ -119,7 +121,7 @@ class _ClipResult:
                           ocr_lines=self.ocr_lines, caption=self.caption)
 
     @classmethod
-    def from_record(cls, c: ClipRecord) -> "_ClipResult":
+    def from_record(cls, c: ClipRecord) -> "ClipResult":
         span = ClipSpan(c.idx, c.start, c.end, c.shot, [], mean_hist=c.hist)
         return cls(span, frame_ts=list(c.frame_ts), frame_vecs=c.frame_vecs, ocr_lines=list(c.ocr_lines),
                    caption=c.caption)
@@ -252,7 +254,7 @@ class Indexer:
         self._store(video_id, path, duration, results, scenes, channels, decoder, report)
 
     def _frames(self, path: Path, info: decode.VideoInfo, name: str, visual: Any, ocr: Any, captioner: Any,
-                report: IndexReport, ckpt: Checkpoint, resume: Resume | None) -> tuple[list[_ClipResult], str, float]:
+                report: IndexReport, ckpt: Checkpoint, resume: Resume | None) -> tuple[list[ClipResult], str, float]:
         """Decode, cut into clips and perceive them in batches; frames are dropped once perceived.
 
         Each batch is checkpointed with the segmenter's state; with ``resume``
@@ -261,13 +263,13 @@ class Indexer:
         """
         st = self.settings
         segmenter = Segmenter(st.clip_seconds, st.min_clip_seconds, st.cut_threshold)
-        results: list[_ClipResult] = []
-        pending: list[_ClipResult] = []
+        results: list[ClipResult] = []
+        pending: list[ClipResult] = []
         ocr_memo: dict[str, Any] = {}
         grid_fps = max(st.cut_fps, st.fps)
         after = -math.inf  # frames up to this time were pushed by an earlier run
         if resume is not None and resume.clips:
-            results = [_ClipResult.from_record(c) for c in resume.clips]
+            results = [ClipResult.from_record(c) for c in resume.clips]
             state = resume.state
             report.resumed_from = results[-1].span.end
             self.progress(Progress(video=name, stage="resume", done=report.resumed_from, total=info.duration))
@@ -280,7 +282,7 @@ class Indexer:
                 ocr_memo.update(thumb=state["ocr_thumb"], lines=state["ocr_lines"])
 
         def flush(end: float | None = None) -> None:
-            self._perceive(pending, visual, ocr, captioner, ocr_memo)
+            self.perceive(pending, visual, ocr, captioner, ocr_memo)
             for r in pending:
                 r.span.drop_frames()  # frames are done with; keep memory flat
             results.extend(pending)
@@ -308,7 +310,7 @@ class Indexer:
                     next_keep = _advance(next_keep, keep_step, ts + 0.5 / st.cut_fps)
                     frame = SampledFrame(ts=ts, rgb=rgb if keep else None, hist=histogram(rgb))
                     for clip in segmenter.push(frame):
-                        pending.append(_ClipResult(clip))
+                        pending.append(ClipResult(clip))
                     if sum(len(_kept(r.span)) for r in pending) >= st.batch_size:
                         flush()
                     self.progress(Progress(video=name, stage="frames", done=min(ts, info.duration),
@@ -317,7 +319,7 @@ class Indexer:
             if segmenter.last_ts + max(2.0, 0.01 * info.duration) < info.duration:
                 end = segmenter.last_ts + 1.0 / st.cut_fps  # truncated file: it ends where frames end
             for clip in segmenter.finish(end):
-                pending.append(_ClipResult(clip))
+                pending.append(ClipResult(clip))
             if not results and not pending:
                 raise DecodeError(f"{path}: no frames could be decoded")
             flush(end)
@@ -337,7 +339,7 @@ class Indexer:
         self.progress(Progress(video=name, stage="speech", done=info.duration, total=info.duration))
         return words
 
-    def _perceive(self, batch: list[_ClipResult], visual: Any, ocr: Any, captioner: Any, memo: dict[str, Any]) -> None:
+    def perceive(self, batch: list[ClipResult], visual: Any, ocr: Any, captioner: Any, memo: dict[str, Any]) -> None:
         if not batch:
             return
         kept = [(r, f) for r in batch for f in _kept(r.span)]
@@ -363,7 +365,7 @@ class Indexer:
                 batch[i].caption = text.strip()
 
     # ---- storing ------------------------------------------------------------
-    def _store(self, video_id: int, path: Path, duration: float, results: list[_ClipResult],
+    def _store(self, video_id: int, path: Path, duration: float, results: list[ClipResult],
                scene_groups: list[list[int]], channels: list[str], decoder: str, report: IndexReport) -> None:
         name = path.name
         self.progress(Progress(video=name, stage="store", done=0.0, total=duration))
@@ -384,7 +386,7 @@ class Indexer:
                 for ci in group:
                     r = results[ci]
                     clip = Clip(video_id=video_id, scene_id=scene_rows[si].id, idx=r.span.idx, start=r.span.start,
-                                end=r.span.end, shot=r.span.shot, transcript=_join_words(r.words),
+                                end=r.span.end, shot=r.span.shot, transcript=join_words(r.words),
                                 ocr_text="\n".join(r.ocr_lines), caption=r.caption,
                                 caption_model_id=caption_model_id if r.caption else None)
                     s.add(clip)
@@ -404,11 +406,11 @@ class Indexer:
             for sc, group in zip(scene_rows, scene_groups):
                 members = [clip_rows[i] for i in group]
                 for modality, attr in (("speech", "transcript"), ("ocr", "ocr_text"), ("caption", "caption")):
-                    body = _dedupe_join(getattr(c, attr) for c in members)
+                    body = dedupe_join(getattr(c, attr) for c in members)
                     if body and len(members) > 1:  # one-clip scenes would only repeat the clip
                         texts.append(TextChunk(video_id=video_id, level="scene", unit_id=sc.id, modality=modality,
                                                start=sc.start, end=sc.end, text=body))
-            summary = _summary(name, clip_rows)
+            summary = video_summary(name, clip_rows)
             texts.append(TextChunk(video_id=video_id, level="video", unit_id=video_id, modality="summary",
                                    start=0.0, end=duration, text=summary))
             s.add_all(texts)
@@ -420,7 +422,7 @@ class Indexer:
             video = s.get(Video, video_id)
             video.summary, video.decoder, video.duration = summary, decoder, duration
 
-        touched = self._add_text_vectors(text_meta)
+        touched = self.add_text_vectors(text_meta)
         if "visual" in channels:
             touched |= self._add_visual_vectors(video_id, results, scene_groups, frame_ids, clip_ids, scene_ids)
         for index in touched:
@@ -440,7 +442,7 @@ class Indexer:
         """The library remembers its encoders, so reopening it searches with the same ones."""
         self.store.set_meta("models", json.dumps({role: self.registry.ref(role) for role in ("visual", "text")}))
 
-    def _add_text_vectors(self, text_meta: list[tuple[int, str, str, str]]) -> set[Any]:
+    def add_text_vectors(self, text_meta: list[tuple[int, str, str, str]]) -> set[Any]:
         model = self.registry.get("text")
         if model is None or not text_meta:
             return set()
@@ -455,21 +457,21 @@ class Indexer:
             touched.add(index)
         return touched
 
-    def _add_visual_vectors(self, video_id: int, results: list[_ClipResult], scene_groups: list[list[int]],
+    def _add_visual_vectors(self, video_id: int, results: list[ClipResult], scene_groups: list[list[int]],
                             frame_ids: list[int], clip_ids: list[int], scene_ids: list[int]) -> set[Any]:
         spec = self.registry.spec("visual")
         frame_vecs = [r.frame_vecs for r in results if r.frame_vecs is not None and len(r.frame_vecs)]
         if not frame_vecs:
             return set()
-        clip_vecs = np.stack([_mean_unit(r.frame_vecs) if r.frame_vecs is not None and len(r.frame_vecs)
+        clip_vecs = np.stack([mean_unit(r.frame_vecs) if r.frame_vecs is not None and len(r.frame_vecs)
                               else np.zeros(spec.dim, np.float32) for r in results])
         has = [i for i, r in enumerate(results) if r.frame_vecs is not None and len(r.frame_vecs)]
         levels = {
             "frame": (frame_ids, np.concatenate(frame_vecs)),
             "clip": ([clip_ids[i] for i in has], clip_vecs[has]),
-            "scene": (scene_ids, np.stack([_mean_unit(clip_vecs[group])
+            "scene": (scene_ids, np.stack([mean_unit(clip_vecs[group])
                                            for group in scene_groups])),
-            "video": ([video_id], _mean_unit(clip_vecs[has])[None]),
+            "video": ([video_id], mean_unit(clip_vecs[has])[None]),
         }
         touched = set()
         for level, (ids, vecs) in levels.items():
@@ -577,24 +579,24 @@ def _read_clip_text(ocr: Any, frames: list[SampledFrame], n: int, memo: dict[str
     return list(dict.fromkeys(line for line in lines if line))
 
 
-def _join_words(words: list[Any]) -> str:
+def join_words(words: list[Any]) -> str:
     return " ".join(w.text for w in words).strip()
 
 
-def _dedupe_join(parts: Any) -> str:
+def dedupe_join(parts: Any) -> str:
     return "\n".join(dict.fromkeys(p.strip() for p in parts if p and p.strip()))
 
 
-def _mean_unit(vecs: np.ndarray) -> np.ndarray:
+def mean_unit(vecs: np.ndarray) -> np.ndarray:
     m = np.asarray(vecs, np.float32).mean(axis=0)
     return (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)
 
 
-def _summary(name: str, clips: list[Clip]) -> str:
+def video_summary(name: str, clips: list[Clip]) -> str:
     """A bounded digest of the whole video for the video-level text index."""
     parts = [f"Video: {name}."]
     speech = " ".join(c.transcript for c in clips if c.transcript)
-    shown = _dedupe_join(line for c in clips for line in c.ocr_text.splitlines())
+    shown = dedupe_join(line for c in clips for line in c.ocr_text.splitlines())
     captions = " ".join(c.caption for c in clips if c.caption)
     if captions:
         parts.append("Seen: " + captions[: SUMMARY_CHARS // 2])
