@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -38,6 +36,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from vdisc.cut import DEFAULT_FPS, ClipPart, ClipReport, cut_clip
 from vdisc.errors import ConfigError, LibraryError
+from vdisc.index.files import atomic_write
 
 __all__ = ["FORMATS", "ClipPart", "ClipReport", "Cue", "Moments", "VideoFacts", "clip_parts", "cut_clip", "locate",
            "moments_of", "reel", "render", "timecode", "write_text_atomic", "writer"]
@@ -283,16 +282,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         raise ConfigError(f"{path}: no such directory {path.parent}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- #

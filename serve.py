@@ -30,12 +30,11 @@ import os
 import queue
 import re
 import socket
-import tempfile
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from vdisc.errors import ConfigError, VdiscError
+from vdisc.index.files import atomic_write
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -155,7 +154,8 @@ def create_app(library: "Library") -> "FastAPI":
             jpeg = thumbnail_jpeg(v.path, int(ms) / 1000)
             if jpeg is None:
                 raise HTTPException(404, "no picture at that time")
-            _write_atomic(path, jpeg)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, jpeg, durable=False)  # a cache: rebuilt if lost
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
     @app.middleware("http")
@@ -187,18 +187,6 @@ def _sse(events: "queue.Queue[dict[str, Any] | None]") -> Iterator[str]:
         if item is None:
             return
         yield f"event: {item['event']}\ndata: {json.dumps(item, ensure_ascii=False, default=str)}\n\n"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class _HostGuard:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .files import atomic_write
 
 PARTIAL_DIR = "partial"
 
@@ -98,7 +99,7 @@ class Checkpoint:
         """Begin a fresh checkpoint (after :meth:`load` found nothing usable)."""
         self.discard()
         self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.root / "key.json", json.dumps(self.key, sort_keys=True).encode())
+        atomic_write(self.root / "key.json", json.dumps(self.key, sort_keys=True).encode(), durable=False)
         self._batches = 0
 
     def save_batch(self, clips: list[ClipRecord], state: dict[str, Any]) -> None:
@@ -119,11 +120,11 @@ class Checkpoint:
             arrays["ocr_thumb"] = np.asarray(thumb)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        _atomic_write(self.root / _batch_name(self._batches), buf.getvalue())
+        atomic_write(self.root / _batch_name(self._batches), buf.getvalue(), durable=False)
         self._batches += 1
 
     def save_speech(self, words: list[dict[str, Any]]) -> None:
-        _atomic_write(self.root / "speech.json", json.dumps(words).encode())
+        atomic_write(self.root / "speech.json", json.dumps(words).encode(), durable=False)
 
     def discard(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -173,9 +174,3 @@ def _read_batch(path: Path) -> tuple[list[ClipRecord], dict[str, Any]]:
                                 frame_ts=c["frame_ts"], frame_vecs=frame_vecs, ocr_lines=c["ocr"],
                                 caption=c["caption"]))
     return clips, state
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

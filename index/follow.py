@@ -37,7 +37,7 @@ from vdisc.errors import ConfigError, DecodeError, VdiscError
 from . import decode
 from .memory import consolidate
 from .models import Registry
-from .pipeline import (ClipResult, Indexer, Progress, ProgressFn, dedupe_join, join_words, mean_unit,
+from .pipeline import (ClipResult, Indexer, Progress, ProgressFn, clip_texts, join_words, mean_unit, scene_texts,
                        video_summary)
 from .segment import SampledFrame, Segmenter, histogram, joins_scene
 from .store import Clip, Frame, Scene, Store, TextChunk, Video, Word, now_iso
@@ -285,7 +285,7 @@ class _LiveWriter:
                     s.flush()
                     self.n_scenes += 1
                     sc = self.scene = {"id": row.id, "first": r.span, "prev": r.span, "start": r.span.start,
-                                       "end": r.span.end, "texts": [], "vecs": []}
+                                       "end": r.span.end, "clips": [], "vecs": []}
                 else:
                     sc["prev"], sc["end"] = r.span, r.span.end
                     s.execute(update(Scene).where(Scene.id == sc["id"]).values(end=r.span.end))
@@ -297,7 +297,7 @@ class _LiveWriter:
                 s.add(clip)
                 s.flush()
                 clip_rows.append(clip)
-                sc["texts"].append((clip.transcript, clip.ocr_text, clip.caption))
+                sc["clips"].append(clip)
                 for ts in r.frame_ts:
                     fr = Frame(video_id=self.video_id, clip_id=clip.id, ts=ts)
                     s.add(fr)
@@ -305,11 +305,7 @@ class _LiveWriter:
                 for w in r.words:
                     s.add(Word(video_id=self.video_id, clip_id=clip.id, start=w.start, end=w.end, text=w.text,
                                prob=w.prob))
-                for modality, body in (("speech", clip.transcript), ("ocr", clip.ocr_text),
-                                       ("caption", clip.caption)):
-                    if body.strip():
-                        texts.append(TextChunk(video_id=self.video_id, level="clip", unit_id=clip.id,
-                                               modality=modality, start=clip.start, end=clip.end, text=body))
+                texts.extend(clip_texts(clip))
             s.add_all(texts)
             s.flush()
             text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
@@ -349,14 +345,8 @@ class _LiveWriter:
         return touched
 
     def _scene_texts(self, sc: dict[str, Any]) -> list[TextChunk]:
-        out = []
-        if len(sc["texts"]) > 1:  # one-clip scenes would only repeat the clip
-            for k, modality in enumerate(("speech", "ocr", "caption")):
-                body = dedupe_join(t[k] for t in sc["texts"])
-                if body:
-                    out.append(TextChunk(video_id=self.video_id, level="scene", unit_id=sc["id"], modality=modality,
-                                         start=sc["start"], end=sc["end"], text=body))
-        return out
+        scene = Scene(id=sc["id"], video_id=self.video_id, start=sc["start"], end=sc["end"])  # as it is now
+        return scene_texts(scene, sc["clips"])
 
     # ---- the end ------------------------------------------------------------
     def finish(self) -> None:
@@ -392,11 +382,7 @@ def drop_after(store: Store, video_id: int, t: float) -> None:
         scenes = s.scalars(select(Scene.id).where(Scene.video_id == video_id, Scene.start >= t - 1e-6)).all()
         texts = s.scalars(select(TextChunk.id).where(
             TextChunk.video_id == video_id, TextChunk.level.in_(("clip", "scene")), TextChunk.end > t + 1e-6)).all()
-    doomed = {"frame": frames, "clip": clips, "scene": scenes}
-    for index in store.vector_indexes():
-        ids = texts if index.modality != "visual" else doomed.get(index.level, [])
-        if ids and index.remove(ids):
-            index.save()
+    store.remove_vectors({"frame": frames, "clip": clips, "scene": scenes}, texts)
     with store.session() as s, s.begin():
         s.execute(delete(TextChunk).where(TextChunk.id.in_(texts)))
         s.execute(delete(Word).where(Word.clip_id.in_(clips)))
@@ -421,9 +407,7 @@ def finish_video(store: Store, registry: Registry, settings: Settings, video_id:
         sample = s.scalars(select(Clip).where(Clip.video_id == video_id).order_by(Clip.start)
                            .limit(400)).all()  # plenty for a summary of SUMMARY_CHARS
         clip_ids = s.scalars(select(Clip.id).where(Clip.video_id == video_id)).all()
-    for index in store.vector_indexes():
-        if index.level == "video" and index.remove(old_texts if index.modality != "visual" else [video_id]):
-            index.save()
+    store.remove_vectors({"video": [video_id]}, old_texts)
     summary = video_summary(name, sample) if sample else ""
     with store.session() as s, s.begin():
         s.execute(delete(TextChunk).where(TextChunk.id.in_(old_texts)))
@@ -471,13 +455,7 @@ def _close_last_scene(store: Store, registry: Registry, settings: Settings, vide
                                                                 TextChunk.unit_id == scene.id).limit(1)):
             return
         clips = s.scalars(select(Clip).where(Clip.scene_id == scene.id).order_by(Clip.start)).all()
-    texts = []
-    if len(clips) > 1:  # as _LiveWriter._scene_texts: one-clip scenes would only repeat the clip
-        for modality, attr in (("speech", "transcript"), ("ocr", "ocr_text"), ("caption", "caption")):
-            body = dedupe_join(getattr(c, attr) for c in clips)
-            if body:
-                texts.append(TextChunk(video_id=video_id, level="scene", unit_id=scene.id, modality=modality,
-                                       start=scene.start, end=scene.end, text=body))
+    texts = scene_texts(scene, clips)
     with store.session() as s, s.begin():
         s.add_all(texts)
         s.flush()

@@ -399,17 +399,9 @@ class Indexer:
                     frame_rows.append(fr)
                 for w in r.words:
                     s.add(Word(video_id=video_id, clip_id=clip.id, start=w.start, end=w.end, text=w.text, prob=w.prob))
-                for modality, body in (("speech", clip.transcript), ("ocr", clip.ocr_text), ("caption", clip.caption)):
-                    if body.strip():
-                        texts.append(TextChunk(video_id=video_id, level="clip", unit_id=clip.id, modality=modality,
-                                               start=clip.start, end=clip.end, text=body))
+                texts.extend(clip_texts(clip))
             for sc, group in zip(scene_rows, scene_groups):
-                members = [clip_rows[i] for i in group]
-                for modality, attr in (("speech", "transcript"), ("ocr", "ocr_text"), ("caption", "caption")):
-                    body = dedupe_join(getattr(c, attr) for c in members)
-                    if body and len(members) > 1:  # one-clip scenes would only repeat the clip
-                        texts.append(TextChunk(video_id=video_id, level="scene", unit_id=sc.id, modality=modality,
-                                               start=sc.start, end=sc.end, text=body))
+                texts.extend(scene_texts(sc, [clip_rows[i] for i in group]))
             summary = video_summary(name, clip_rows)
             texts.append(TextChunk(video_id=video_id, level="video", unit_id=video_id, modality="summary",
                                    start=0.0, end=duration, text=summary))
@@ -577,6 +569,25 @@ def _read_clip_text(ocr: Any, frames: list[SampledFrame], n: int, memo: dict[str
             memo["thumb"], memo["lines"] = thumb, found
         lines.extend(found)
     return list(dict.fromkeys(line for line in lines if line))
+
+
+CHANNELS = (("speech", "transcript"), ("ocr", "ocr_text"), ("caption", "caption"))  # text modality, Clip column
+
+
+def clip_texts(clip: Clip) -> list[TextChunk]:
+    """The searchable text rows of a stored clip, one per channel that has words."""
+    return [TextChunk(video_id=clip.video_id, level="clip", unit_id=clip.id, modality=modality, start=clip.start,
+                      end=clip.end, text=getattr(clip, attr)) for modality, attr in CHANNELS
+            if getattr(clip, attr).strip()]
+
+
+def scene_texts(scene: Scene, clips: list[Clip]) -> list[TextChunk]:
+    """A scene's text rows, one per channel, pooled from its clips' distinct lines."""
+    if len(clips) < 2:  # one-clip scenes would only repeat the clip
+        return []
+    bodies = [(modality, dedupe_join(getattr(c, attr) for c in clips)) for modality, attr in CHANNELS]
+    return [TextChunk(video_id=scene.video_id, level="scene", unit_id=scene.id, modality=modality,
+                      start=scene.start, end=scene.end, text=body) for modality, body in bodies if body]
 
 
 def join_words(words: list[Any]) -> str:

@@ -19,7 +19,7 @@ import re
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from sqlalchemy import (
     JSON,
@@ -329,6 +329,16 @@ class Store:
             v = session.scalars(select(Video).where(Video.name == Path(ref).name)).first()
         return v
 
+    def remove_vectors(self, units: dict[str, Sequence[int]], texts: Sequence[int] = ()) -> None:
+        """Drop the visual vectors of these units (ids by level) and the vectors of these text rows.
+
+        Called before their rows are deleted, so no vector ever outlives its row.
+        """
+        for index in self.vector_indexes():
+            doomed = texts if index.modality != "visual" else units.get(index.level, [])
+            if doomed and index.remove(doomed):
+                index.save()
+
     def delete_video(self, video_id: int) -> None:
         """Remove a video's vectors, then its rows, keeping FAISS and SQLite in step."""
         with self.session() as s:
@@ -342,10 +352,7 @@ class Store:
                 "video": [video_id],
             }
             text_ids = s.scalars(select(TextChunk.id).where(TextChunk.video_id == video_id)).all()
-        for index in self.vector_indexes():
-            doomed = text_ids if index.modality != "visual" else ids.get(index.level, [])
-            if doomed and index.remove(doomed):
-                index.save()
+        self.remove_vectors(ids, text_ids)
         with self.session() as s, s.begin():
             for table in (TextChunk, Word, Frame, Clip, Scene, Period):
                 s.execute(delete(table).where(table.video_id == video_id))

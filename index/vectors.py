@@ -9,14 +9,14 @@ reader reloads when the file on disk changed under it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from vdisc.errors import LibraryError
+
+from .files import atomic_write
 
 
 class VectorIndex:
@@ -111,8 +111,8 @@ class VectorIndex:
 
         if self._index is None:
             return
-        _atomic_write(self.path, faiss.serialize_index(self._index).tobytes())
-        _atomic_write(self.meta_path, json.dumps(self._meta, indent=1).encode())
+        atomic_write(self.path, faiss.serialize_index(self._index).tobytes())
+        atomic_write(self.meta_path, json.dumps(self._meta, indent=1).encode())
         self._mtime = self.path.stat().st_mtime_ns
 
     # ---- reading ------------------------------------------------------------
@@ -151,21 +151,3 @@ class VectorIndex:
         if cached is None or cached[0] != key:
             self._gpu_cache = (key, faiss.index_cpu_to_all_gpus(index))
         return self._gpu_cache[1]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
