@@ -442,28 +442,35 @@ def settle_dead_followers(store: Store, registry: Registry, settings: Settings) 
         stale = s.execute(select(Video.id, Video.name, Video.duration).where(Video.status == "live")).all()
     for vid, _, duration in stale:
         drop_after(store, vid, float(duration))
-        _close_last_scene(store, registry, settings, vid)
+        _rebuild_last_scene(store, registry, settings, vid)
         finish_video(store, registry, settings, vid)
     return [name for _, name, _ in stale]
 
 
-def _close_last_scene(store: Store, registry: Registry, settings: Settings, video_id: int) -> None:
-    """Give the scene that was open when its follower died the texts and vector a closed one has."""
+def _rebuild_last_scene(store: Store, registry: Registry, settings: Settings, video_id: int) -> None:
+    """Rebuild the texts and vector of a dead follower's last scene from its clips.
+
+    That scene was open when the follower died, or was closed by the batch
+    that never finished (its rows in, its vectors not): either way what it has
+    is dropped and made again, so it ends like any closed scene.
+    """
     with store.session() as s:
         scene = s.scalars(select(Scene).where(Scene.video_id == video_id).order_by(Scene.idx.desc()).limit(1)).first()
-        if scene is None or s.scalar(select(TextChunk.id).where(TextChunk.level == "scene",
-                                                                TextChunk.unit_id == scene.id).limit(1)):
+        if scene is None:
             return
         clips = s.scalars(select(Clip).where(Clip.scene_id == scene.id).order_by(Clip.start)).all()
+        old = s.scalars(select(TextChunk.id).where(TextChunk.level == "scene", TextChunk.unit_id == scene.id)).all()
+    store.remove_vectors({"scene": [scene.id]}, old)
     texts = scene_texts(scene, clips)
     with store.session() as s, s.begin():
+        s.execute(delete(TextChunk).where(TextChunk.id.in_(old)))
         s.add_all(texts)
         s.flush()
         text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
     touched = Indexer(settings, store, registry).add_text_vectors(text_meta)
     clip_index, scene_index = store.vectors("clip", "visual"), store.vectors("scene", "visual")
     have = sorted(set(clip_index.ids().tolist()) & {c.id for c in clips}) if len(clip_index) else []
-    if have and scene.id not in set(scene_index.ids().tolist()):
+    if have:
         scene_index.add([scene.id], mean_unit(clip_index.vectors(have))[None], clip_index.spec)
         touched.add(scene_index)
     for index in touched:

@@ -169,3 +169,29 @@ def test_a_killed_follower_is_settled_by_the_next_run(segments, tmp_path, tiny_c
     videos = {v.name: v for v in Library(home).videos()}
     assert videos["rec.ts"].status == "done" and videos["rec.ts"].clips >= 3
     _assert_consistent(home)
+
+
+def test_settling_rebuilds_a_last_scene_closed_by_a_batch_that_never_finished(segments, tmp_path, tiny_clip_dir):
+    """The state a follower leaves when killed after committing the rows of a batch that closed a scene,
+    before saving its vectors: the settled video's last scene gets its vector back."""
+    rec = tmp_path / "rec.ts"
+    rec.write_bytes(b"".join(p.read_bytes() for p in segments))
+    models = {"visual": f"local-dir:{tiny_clip_dir}", "asr": "tiny.en", "ocr": "none", "caption": "none"}
+    lib = Library(tmp_path / "lib", models=models, device="cpu")
+    assert lib.follow(rec, idle=0.5).wait(timeout=300).status == "ended"
+    store = lib.store
+    with sqlite3.connect(store.db_path) as conn:
+        # the dead batch: it closed scene `last` (rows in: its texts; vectors not saved) and went on past
+        # its end (rows in, beyond the high-water mark, which stayed at the end of `last`)
+        last, end = conn.execute("SELECT scenes.id, scenes.end FROM scenes JOIN texts ON texts.level = 'scene' "
+                                 "AND texts.unit_id = scenes.id ORDER BY scenes.id DESC LIMIT 1").fetchone()
+        texts = [r[0] for r in conn.execute("SELECT id FROM texts WHERE level = 'scene' AND unit_id = ?", (last,))]
+        conn.execute("UPDATE videos SET status = 'live', duration = ?", (end,))
+    store.remove_vectors({"scene": [last]}, texts)
+    _assert_consistent(tmp_path / "lib", finished=False)  # a live video may lack a batch's vectors
+
+    (other,) = lib.index(FIXTURES / "silent.mp4")  # the next writer settles the dead follower's video
+    assert other.status == "indexed"
+    assert {v.name: v.status for v in lib.videos()}["rec.ts"] == "done"
+    assert last in set(store.vectors("scene", "visual").ids().tolist())
+    _assert_consistent(tmp_path / "lib")
