@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from vdisc.index.follow import FollowHandle
     from vdisc.index.pipeline import IndexReport, ProgressFn
     from vdisc.index.store import Store
-    from vdisc.tools.inspect import InspectResult
     from vdisc.tools.search import SearchResult
+    from vdisc.tools.zoom import InspectResult
+    from vdisc.training import TrainReport
 
 __version__ = "0.1.0"
 __all__ = [
@@ -63,7 +64,11 @@ class Library:
     ``path`` (or ``settings.home``) is the library directory; other keyword
     arguments override settings (``device="cpu"``, ``models={"asr": "none"}``).
     ``notify`` receives one-line notices (a model role that is off, say);
-    ``progress`` receives ``Progress`` events while indexing.
+    with ``notify_once`` a notice about an optional role is passed on the
+    first time for this library only (remembered in the library directory,
+    ``vdisc.index.notices``), unless the library was built with that role;
+    ``notices()`` lists them. ``progress`` receives ``Progress`` events while
+    indexing.
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class Library:
         *,
         settings: Settings | None = None,
         notify: Callable[[str], None] | None = None,
+        notify_once: bool = False,
         progress: "ProgressFn | None" = None,
         **overrides: Any,
     ) -> None:
@@ -85,9 +91,12 @@ class Library:
 
         self.settings = settings.with_library_models(recorded_models(settings.db_path))
         self.notify = notify
+        self.notify_once = notify_once
         self.progress = progress
         self._store: Store | None = None
         self._registry: Any = None
+        self._said: dict[str, Any] = {}  # key -> Notice, every role notice this Library had to say
+        self._roles_used: set[str] | None = None
 
     def __repr__(self) -> str:
         return f"Library({str(self.settings.home)!r})"
@@ -107,8 +116,51 @@ class Library:
         if self._registry is None:
             from vdisc.index.models import Registry
 
-            self._registry = Registry(self.settings, notify=self.notify)
+            self._registry = Registry(self.settings, notify=self._say)
         return self._registry
+
+    def _say(self, msg: str, log: bool = True) -> None:
+        """Pass a notice to ``notify`` (or the log); with ``notify_once``, an optional role's notice only once."""
+        key = getattr(msg, "key", None)
+        if key is not None:
+            self._said[key] = msg
+            if self.notify_once and msg.role not in self._used_roles():  # a role the library was built with: always
+                from vdisc.index import notices
+
+                if key in notices.said(self.path):
+                    return  # said before for this library; notices() (vdisc info) lists it
+                notices.remember(self.path, msg)  # if that fails, it is only said again next time
+        if self.notify is not None:
+            self.notify(msg)
+        elif log:
+            import logging
+
+            logging.getLogger("vdisc").warning(msg)
+
+    def _used_roles(self) -> set[str]:
+        """The model roles this library was built with ({} before anything is indexed), read once."""
+        if self._roles_used is None:
+            try:
+                self._roles_used = self._existing_store().roles_used()
+            except Exception:  # noqa: BLE001 - no library yet, or unreadable: nothing is in use
+                self._roles_used = set()
+        return self._roles_used
+
+    def notices(self) -> list[dict[str, Any]]:
+        """The notices about optional roles that hold for this library now: those said for it before (while
+        their setting is unchanged) and those this Library said, each ``{role, ref, message, short}``."""
+        from vdisc.agent import chat_model
+        from vdisc.index import notices
+
+        out = {k: v for k, v in notices.said(self.path).items()
+               if self.settings.models.get(v.get("role")) == v.get("ref")}
+        out.update({k: n.record() for k, n in self._said.items()})
+        if not chat_model.configured(self.settings.models["llm"]):
+            n = chat_model.offline_notice(self.settings.models["llm"])
+            out.setdefault(n.key, n.record())
+        ready = {r for r, st in (self._registry.status() if self._registry else {}).items() if st["state"] == "ready"}
+        return [{k: v[k] for k in ("role", "ref", "message", "short") if k in v}
+                for v in out.values() if v.get("role") not in ready]
 
     def index(self, *paths: "str | Path | list[str | Path]", force: bool = False) -> list["IndexReport"]:
         """Index video files (folders are walked recursively; lists are accepted); one report per file.
@@ -125,7 +177,7 @@ class Library:
         files = expand_paths(flat)
         if not files:
             raise DecodeError(f"no video files found in {', '.join(map(str, flat))}")
-        from vdisc.index.follow import settle_dead_followers
+        from vdisc.index.writer import settle_dead_followers
 
         indexer = Indexer(self.settings, self.store, self.registry, self.progress)
         with self.store.writer_lock():
@@ -145,7 +197,8 @@ class Library:
         """
         import contextlib
 
-        from vdisc.index.follow import IDLE_SECONDS, Follower, FollowHandle, settle_dead_followers
+        from vdisc.index.follow import IDLE_SECONDS, Follower, FollowHandle
+        from vdisc.index.writer import settle_dead_followers
         from vdisc.tools.search import parse_duration
 
         seconds = None if duration is None else parse_duration(duration)
@@ -298,27 +351,43 @@ class Library:
 
     def inspect(self, video: str | int, start: float, end: float, question: str, **options: Any) -> "InspectResult":
         """Zoom in on ``start``-``end`` seconds of a video: frames, words spoken and shown, best sub-window."""
-        from vdisc.tools.inspect import inspect
+        from vdisc.tools.zoom import inspect
 
         return inspect(self._context(), str(video), start, end, question, **options)
 
+    def train_compressor(self, out: str | Path | None = None, *, init: str | Path | None = None, steps: int = 300,
+                         batch_size: int = 8, lr: float = 1e-3, max_clips: int = 512, frames_per_clip: int = 16,
+                         layers: int = 2, on_step: Callable[[int, float], None] | None = None) -> "TrainReport":
+        """Train inspect's clip compressor on this library's clips and save it (``<library>/compressor.safetensors``
+        unless ``out``); use it with ``compressor=PATH``. ``on_step(step, loss)`` sees each step."""
+        from vdisc.training import train_compressor
+
+        store = self._existing_store()  # a LibraryError (one line at the CLI) when nothing was indexed here
+        return train_compressor(store, self.registry, Path(out) if out else self.path / "compressor.safetensors",
+                                init=Path(init) if init else None, steps=steps, batch_size=batch_size, lr=lr,
+                                max_clips=max_clips, frames_per_clip=frames_per_clip, layers=layers,
+                                on_step=on_step)
+
     def _planner(self, llm: Any) -> Any:
+        from vdisc.agent import chat_model
         from vdisc.agent.llm import LLMPlanner
         from vdisc.agent.offline import OfflinePlanner
 
         if llm is None:
-            chat = self.registry.get("llm")  # a configured model that fails to load was reported there
-            if chat is None:
-                if self.notify and self.registry.ref("llm").lower() in ("none", "off", ""):
-                    self.notify("no LLM configured (set VDISC_LLM_MODEL or --llm); using the offline planner")
+            ref = self.settings.models["llm"]
+            if not chat_model.configured(ref):
+                self._say(chat_model.offline_notice(ref), log=False)
+                return OfflinePlanner()
+            try:
+                chat = chat_model.load(ref)
+            except ModelUnavailable as exc:  # a configured model that cannot be set up: said every time
+                self._say(f"llm channel off: {exc}; using the offline planner")
                 return OfflinePlanner()
             return LLMPlanner(chat.model, chat.where)
         if isinstance(llm, str):
             if llm in ("offline", "none"):
                 return OfflinePlanner()
-            from vdisc.index.models import llm as llm_models
-
-            chat = llm_models.load(llm)
+            chat = chat_model.load(llm)
             return LLMPlanner(chat.model, chat.where)
         return LLMPlanner(llm, type(llm).__name__)
 
@@ -340,7 +409,7 @@ class Library:
             ]
 
     def info(self, load_models: bool = False) -> dict[str, Any]:
-        """Library path, schema, counts, decoder backends, device and model roles."""
+        """Library path, schema, counts, decoder backends, device, model roles and the notices that hold."""
         from vdisc.index import decode
 
         out: dict[str, Any] = {
@@ -351,6 +420,9 @@ class Library:
             "decoders": decode.available_backends(),
             "models": self.registry.status(load=load_models),
         }
+        from vdisc.agent import chat_model
+
+        out["models"]["llm"] = chat_model.status(self.settings.models["llm"])
         if load_models:
             out["device"] = self.registry.device
         if out["exists"]:
@@ -358,6 +430,7 @@ class Library:
             out["counts"] = self.store.counts()
             out["vectors"] = {f"{ix.level}.{ix.modality}": {"count": len(ix), "model": ix.model_key}
                               for ix in self.store.vector_indexes()}
+        out["notices"] = self.notices()
         return out
 
     def _context(self) -> Any:

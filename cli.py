@@ -3,16 +3,20 @@
 It parses flags, calls the API, prints, and turns library errors into one
 line on stderr with a non-zero exit (``VDISC_DEBUG=1`` shows tracebacks).
 Nothing heavy is imported until a command runs, so ``vdisc --help`` is fast.
+It is one file over 500 lines on purpose: every command is a few lines of
+flag parsing over one ``Library`` method, and reading them side by side is
+how their options stay alike; logic that grows here belongs in the API.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 
@@ -34,6 +38,8 @@ TextOpt = typer.Option(None, "--text-model", help="sentence-transformers name, h
 AsrOpt = typer.Option(None, "--asr-model", help="Whisper size (tiny.en, small, ...), a directory, or none")
 OcrOpt = typer.Option(None, "--ocr-model", help="rapidocr or none")
 CaptionOpt = typer.Option(None, "--caption-model", help="auto | none | hf:<model id> | openai:<model>")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Say every notice about optional model roles (visual, "
+                          "captions, LLM), not only the first time for this library")
 LastOpt = typer.Option(None, "--last", help="Only the final stretch of each video, e.g. 10m, 90s, 1h30m, 45 "
                        "(seconds); for a live video, the latest media")
 
@@ -80,22 +86,60 @@ def _pydantic_line(exc: Exception) -> str:
     return str(exc).splitlines()[0]
 
 
+class _Notices:
+    """Where the library's notices go: one "vdisc: warning:" line each on stderr, nothing with --quiet.
+
+    Inside ``gathered()`` notices about optional roles are held and said as one line when it ends
+    (an answer comes with at most one notice line); a command that fails drops them.
+    """
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.held: list[Any] | None = None
+
+    def __call__(self, msg: str) -> None:
+        if self.quiet:
+            return
+        if self.held is not None and getattr(msg, "role", None):
+            self.held.append(msg)
+            return
+        typer.echo(f"vdisc: warning: {msg}", err=True)
+
+    @contextlib.contextmanager
+    def gathered(self, enabled: bool = True) -> Iterator[None]:
+        if not enabled or self.held is not None:
+            yield
+            return
+        self.held = []
+        try:
+            yield
+        except BaseException:
+            self.held = None
+            raise
+        held, self.held = self.held, None
+        if len(held) == 1:
+            self(held[0])
+        elif held:
+            self("; ".join(n.short for n in held) + " (vdisc info says why and how to enable them; said once "
+                 "per library, --verbose says them every time)")
+
+
 def _library(library: Optional[Path], device: Optional[str] = None, offline: Optional[bool] = None,
-             progress: Any = None, quiet: bool = False, compressor: Optional[str] = None,
+             progress: Any = None, quiet: bool = False, compressor: Optional[str] = None, verbose: bool = False,
              **models: Optional[str]) -> Any:
+    """The Library for a command. Notices about optional roles are said once per library (remembered
+    there), every time with ``verbose``, never with ``quiet`` (and then not remembered either)."""
     from vdisc import Library
 
-    def notify(msg: str) -> None:
-        if not quiet:
-            typer.echo(f"vdisc: warning: {msg}", err=True)
+    notify = _Notices(quiet)
 
     import warnings
 
     # library warnings (a truncated file, say) become one "vdisc: warning:" line, or nothing with --quiet
     warnings.showwarning = lambda message, *_args, **_kw: notify(str(message))
 
-    return Library(library, device=device, offline=offline, notify=notify, progress=progress, compressor=compressor,
-                   models={k: v for k, v in models.items() if v})
+    return Library(library, device=device, offline=offline, notify=notify, notify_once=not (quiet or verbose),
+                   progress=progress, compressor=compressor, models={k: v for k, v in models.items() if v})
 
 
 def _print_json(obj: Any) -> None:
@@ -125,6 +169,7 @@ def index(
     idle: float = typer.Option(30.0, "--idle", help="With --follow: a file that stops growing this many "
                                "seconds has ended"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or warnings"),
+    verbose: bool = VerboseOpt,
     json_out: bool = JsonOpt,
     device: Optional[str] = DeviceOpt,
     offline: Optional[bool] = OfflineOpt,
@@ -142,15 +187,15 @@ def index(
         from vdisc.tools.search import parse_duration
 
         seconds = parse_duration(duration) if duration else None  # a bad value is one line before any loading
-        lib = _library(library, device, offline, quiet=quiet, visual=visual_model, text=text_model,
+        lib = _library(library, device, offline, quiet=quiet, verbose=verbose, visual=visual_model, text=text_model,
                        asr=asr_model, ocr=ocr_model, caption=caption_model)
         _follow(lib, follow, seconds, idle, json_out, quiet, show_bars)
         return
     if not paths:
         raise _config_error("give video files or folders to index (or --follow SOURCE)")
     with _ProgressBars(show_bars) as bars:
-        lib = _library(library, device, offline, progress=bars.update, quiet=quiet, visual=visual_model,
-                       text=text_model, asr=asr_model, ocr=ocr_model, caption=caption_model)
+        lib = _library(library, device, offline, progress=bars.update, quiet=quiet, verbose=verbose,
+                       visual=visual_model, text=text_model, asr=asr_model, ocr=ocr_model, caption=caption_model)
         reports = lib.index(*paths, force=force)
     if json_out:
         _print_json([r.model_dump() for r in reports])
@@ -183,6 +228,7 @@ def search(
     order: str = typer.Option("relevance", "--order", help="relevance | earliest | latest: the relevant "
                               "moments by score, or in time order (first / most recent first)"),
     json_out: bool = JsonOpt,
+    verbose: bool = VerboseOpt,
     device: Optional[str] = DeviceOpt,
     offline: Optional[bool] = OfflineOpt,
     visual_model: Optional[str] = VisualOpt,
@@ -192,9 +238,10 @@ def search(
     from vdisc.tools.search import parse_duration
 
     seconds = None if last is None else parse_duration(last)  # a bad value is one line before any loading
-    lib = _library(library, device, offline, visual=visual_model, text=text_model)
-    result = lib.search(query, top_k=top_k, video=video, level=level, modality=modality, last=seconds,
-                        order=order)
+    lib = _library(library, device, offline, verbose=verbose, visual=visual_model, text=text_model)
+    with lib.notify.gathered(not verbose):
+        result = lib.search(query, top_k=top_k, video=video, level=level, modality=modality, last=seconds,
+                            order=order)
     if json_out:
         _print_json(result.to_dict())
         return
@@ -296,6 +343,7 @@ def ask(
     last: Optional[str] = LastOpt,
     json_out: bool = JsonOpt,
     trace: bool = typer.Option(False, "--trace", help="Show each step as it happens"),
+    verbose: bool = VerboseOpt,
     device: Optional[str] = DeviceOpt,
     offline: Optional[bool] = OfflineOpt,
 ) -> None:
@@ -312,13 +360,16 @@ def ask(
     from vdisc.tools.search import parse_duration
 
     seconds = None if last is None else parse_duration(last)
-    lib = _library(library, device, offline)
-    answer = lib.ask(question, video=video, llm=llm, max_steps=max_steps, on_event=show if trace else None,
-                     last=seconds)
+    lib = _library(library, device, offline, verbose=verbose)
+    with lib.notify.gathered(not verbose and not trace):  # --trace: notices in their place among the steps
+        answer = lib.ask(question, video=video, llm=llm, max_steps=max_steps, on_event=show if trace else None,
+                         last=seconds)
     if json_out:
         _print_json(answer.to_dict(trace=trace))
+        typer.echo(f"({answer.steps} tool calls, {answer.planner} planner)", err=True)
         return
-    from vdisc.agent.answer import hms, span_text
+    from vdisc.agent.answer import span_text
+    from vdisc.timefmt import hms
 
     typer.echo(answer.answer)
     for sp in answer.spans:
@@ -364,6 +415,34 @@ def inspect_cmd(
         typer.echo(f"  pictures: best {fmt_time(result.best.start)}-{fmt_time(result.best.end)} "
                    f"(similarity {result.best.score:.3f}); {result.frames} frames, "
                    f"{result.tokens_in} -> {result.tokens_out} visual tokens")
+
+
+@app.command("train-compressor")
+@_cli_errors
+def train_compressor_cmd(
+    library: Optional[Path] = LibraryOpt,
+    out: Optional[Path] = typer.Option(None, "--out", help="Weights file (default: <library>/compressor.safetensors)"),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights instead of the no-op"),
+    steps: int = typer.Option(300, "--steps", min=1, help="Optimisation steps"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Clips per step (the contrastive batch)"),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Learning rate (AdamW)"),
+    max_clips: int = typer.Option(512, "--max-clips", min=1, help="Most indexed clips to train on"),
+    frames_per_clip: int = typer.Option(16, "--frames-per-clip", min=1, help="Most frames decoded per clip"),
+    layers: int = typer.Option(2, "--layers", min=1, help="Mamba blocks (for a new compressor)"),
+    device: Optional[str] = DeviceOpt,
+    visual_model: Optional[str] = VisualOpt,
+) -> None:
+    """Train inspect's clip compressor on the library's clips (contrastive distillation; GPU if present)."""
+    lib = _library(library, device, visual=visual_model)
+
+    def show(step: int, loss: float) -> None:
+        if step % 10 == 0 or step == steps - 1:
+            typer.echo(f"step {step + 1}/{steps} loss {loss:.4f}", err=True)
+
+    report = lib.train_compressor(out, init=init, steps=steps, batch_size=batch_size, lr=lr, max_clips=max_clips,
+                                  frames_per_clip=frames_per_clip, layers=layers, on_step=show)
+    typer.echo(f"saved {report.path} ({report.pairs} clips, {report.steps} steps, loss {report.losses[0]:.4f} -> "
+               f"{report.losses[-1]:.4f}, {report.seconds:.0f} s); use it with --compressor {report.path}")
 
 
 @app.command()
@@ -491,7 +570,7 @@ def doctor(
         _print_json(report)
     else:
         for c in report["checks"]:
-            mark = "ok " if c["ok"] else "BAD"
+            mark = {"ok": "ok ", "off": "off"}.get(c.get("state", "ok" if c["ok"] else "bad"), "BAD")
             typer.echo(f"[{mark}] {c['name']}: {c['detail']}" + (f"  -> {c['fix']}" if c["fix"] else ""))
     if not report["ok"]:
         raise typer.Exit(1)
@@ -551,10 +630,12 @@ def info(
     for name, why in data["decoders"].items():
         typer.echo(f"decoder   {name}: {'ok' if why is None else why}")
     for role, m in data["models"].items():
-        detail = m.get("reason") or (m["spec"]["model_id"] if "spec" in m else "")
+        detail = m.get("reason") or (m["spec"]["model_id"] if "spec" in m else m.get("where", ""))
         typer.echo(f"model     {role}: {m['ref']} [{m['state']}] {detail}".rstrip())
     for key, v in (data.get("vectors") or {}).items():
         typer.echo(f"vectors   {key}: {v['count']} ({v['model']})")
+    for n in data.get("notices") or []:
+        typer.echo(f"notice    {n['message']}")
 
 
 @app.command("export")

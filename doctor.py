@@ -1,14 +1,20 @@
 """`vdisc doctor`: what works on this machine and whether the library is sound.
 
-Each check is a dict ``{"name", "ok", "detail", "fix"}``: decoders and why one
-is missing, library versions (FFmpeg, PyAV, decord, torch), CUDA, every model
-role (loaded for real, with the setting to change), the library's integrity
-(schema version, every row of a finished or live video with its FAISS vector
-and no vector without a row, half-indexed videos and their checkpoints)
-and free disk. Frames dropped by the retention policy (``retention_hours``)
-lose their rows with their vectors, so they are neither missing nor orphans;
-an hour or day still being consolidated (not ``ready``) is not yet expected
-to have vectors.
+Each check is a dict ``{"name", "ok", "state", "detail", "fix"}``. Its state
+is ``ok``, ``off`` (an optional part that is absent: fine, and the fix says
+how to enable it) or ``bad`` (really broken; ``ok`` is False only then, and
+only then does ``vdisc doctor`` exit non-zero). The checks: decoders and why
+one is missing (bad only when none is usable, or the one the ``decoder``
+setting names is not), library versions (FFmpeg, PyAV, decord, torch), CUDA,
+every model role, loaded for real, with the setting to change (a role that
+cannot load is bad when the library was built with it, see
+``Store.roles_used``, and off otherwise), the llm setting (its client is
+built, never called), the library's integrity (schema version, every row of
+a finished or live video with its FAISS vector and no vector without a row,
+half-indexed videos and their checkpoints) and free disk. Frames dropped
+by the retention policy (``retention_hours``) lose their rows with their
+vectors, so they are neither missing nor orphans; an hour or day still being
+consolidated (not ``ready``) is not yet expected to have vectors.
 """
 
 from __future__ import annotations
@@ -19,7 +25,12 @@ from typing import Any
 
 
 def _check(name: str, ok: bool, detail: str = "", fix: str = "") -> dict[str, Any]:
-    return {"name": name, "ok": bool(ok), "detail": detail, "fix": "" if ok else fix}
+    return {"name": name, "ok": bool(ok), "state": "ok" if ok else "bad", "detail": detail, "fix": "" if ok else fix}
+
+
+def _off(name: str, detail: str, fix: str = "") -> dict[str, Any]:
+    """An optional part that is absent: not a failure (``ok``), with how to enable it."""
+    return {"name": name, "ok": True, "state": "off", "detail": detail, "fix": fix}
 
 
 def _version(dist: str) -> str | None:
@@ -30,13 +41,21 @@ def _version(dist: str) -> str | None:
 
 
 def run_checks(lib: Any) -> dict[str, Any]:
+    from vdisc.agent import chat_model
+    from vdisc.errors import ModelUnavailable
     from vdisc.index import decode
     from vdisc.index.models import ENABLE_HINT
 
     checks = []
-    for name, why in decode.available_backends().items():
-        checks.append(_check(f"decoder {name}", why is None, "usable" if why is None else why,
-                             why or ""))  # the reason already says how to install it
+    backends = decode.available_backends()
+    any_usable = any(why is None for why in backends.values())
+    for name, why in backends.items():
+        if why is None:
+            checks.append(_check(f"decoder {name}", True, "usable"))
+        elif any_usable and lib.settings.decoder != name:  # another decoder does the work
+            checks.append(_off(f"decoder {name}", why, why))  # the reason already says how to install it
+        else:
+            checks.append(_check(f"decoder {name}", False, why, why))
     import av
 
     versions = {"libavcodec (PyAV)": ".".join(map(str, av.library_versions.get("libavcodec", ()))) or "?",
@@ -52,13 +71,32 @@ def run_checks(lib: Any) -> dict[str, Any]:
         checks.append(_check("cuda", False, "torch is not installed", "pip install torch"))
     checks.append(_check("device", True, lib.registry.device))
 
+    used = lib.store.roles_used() if lib.settings.db_path.exists() else set()
     for role, st in lib.registry.status(load=True).items():
+        name, hint = f"model {role}", ENABLE_HINT.get(role, "")
         if st["state"] == "ready":
-            checks.append(_check(f"model {role}", True, f"{st['ref']} -> {st['spec']['model_id']}"))
+            checks.append(_check(name, True, f"{st['ref']} -> {st['spec']['model_id']}"))
         elif st["state"] == "off":
-            checks.append(_check(f"model {role}", True, f"{st['ref']}: off"))
+            why = " (no CUDA GPU)" if role == "caption" and st["ref"].strip() == "auto" else " by its setting"
+            if role in used:
+                why += "; the library was built with it: " + ("its vectors go unsearched" if role in ("visual", "text")
+                                                               else "new videos and inspect go without it")
+            checks.append(_off(name, f"{st['ref']}: off{why}", hint))
+        elif role in used:
+            checks.append(_check(name, False, f"{st.get('reason', '')} (the library was built with it)", hint))
         else:
-            checks.append(_check(f"model {role}", False, st.get("reason", ""), ENABLE_HINT.get(role, "")))
+            unused = "the library does not use it" if lib.settings.db_path.exists() else "no library uses it yet"
+            checks.append(_off(name, f"{st.get('reason', '')} ({unused})", hint))
+    llm = chat_model.status(lib.settings.models["llm"])
+    if llm["state"] == "offline":
+        checks.append(_off("model llm", f"{llm['ref']}: no LLM configured; the offline planner answers",
+                           chat_model.ENABLE_HINT))
+    else:
+        try:
+            chat = chat_model.load(llm["ref"])
+            checks.append(_check("model llm", True, f"{chat.where} (client set up; not contacted)"))
+        except ModelUnavailable as exc:
+            checks.append(_check("model llm", False, str(exc), chat_model.ENABLE_HINT))
 
     home = lib.settings.home
     if lib.settings.db_path.exists():

@@ -4,7 +4,7 @@
 
 - ``GET /`` the page (``web/page.html``: no external assets).
 - ``GET /api/videos``, ``GET /api/search?q=`` JSON; search returns the hits and
-  their HTML from the shared renderer (``index.render``, as notebooks use).
+  their HTML from the shared renderer (``web/render.py``, as notebooks use).
 - ``GET /api/ask?q=`` server-sent events: ``tool`` and ``observation`` as the
   agent runs, then ``answer`` (the ``vdisc ask --json`` dict and its HTML) or
   ``fail`` (one line). ``fail``, not ``error``: a browser's EventSource uses
@@ -66,10 +66,9 @@ def create_app(library: "Library") -> "FastAPI":
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
     from sqlalchemy import select
 
-    from vdisc.agent.render import answer_html
-    from vdisc.index.render import Media, search_html, thumbnail_jpeg
     from vdisc.index.store import Video
     from vdisc.web import page
+    from vdisc.web.render import Media, answer_html, search_html, thumbnail_jpeg
 
     store = library._existing_store()  # a LibraryError (one line at the CLI) when nothing was indexed here
     # the agent and search share lazily loaded models; one request at a time uses them

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from vdisc.index.render import hms
+from vdisc.timefmt import hms
 
 SPAN_TOLERANCE = 1.0  # seconds a reported span may stick out of the observed moment
 
@@ -70,8 +70,8 @@ class Answer(BaseModel):
         return self.model_dump(include=keys | ({"trace"} if trace else set()))
 
     def _repr_html_(self) -> str:
-        from vdisc.agent.render import answer_html
-        from vdisc.index.render import Media
+        # presentation is asked for by the notebook, at display time: the page's renderer is imported only then
+        from vdisc.web.render import Media, answer_html
 
         return answer_html(self, Media.inline(self._paths))
 
@@ -89,5 +89,22 @@ def check_spans(spans: list[Span], observations: list[Observation]) -> tuple[lis
     return kept, dropped
 
 
+def top_moment(observations: list[Observation], tools: tuple[str, ...]) -> tuple[Moment, int] | None:
+    """The best-scored first moment among these tools' observations, with its step (the earliest on a tie)."""
+    cands = [(m, o.step) for o in observations if o.tool in tools for m in o.moments[:1]]
+    return max(cands, key=lambda c: c[0].score) if cands else None
+
+
 def span_text(span: Span) -> str:
     return f"{hms(span.start)}–{hms(span.end)} {span.video}"
+
+
+SENTENCE_ENDS = (".", "!", "?", "…")
+CLOSERS = "\"'”’»)]"
+
+
+def end_sentence(text: str) -> str:
+    """``text`` punctuated once: a full stop is added unless it already ends a sentence (``.``, ``!``, ``?``,
+    ``…``), also when that mark sits inside closing quotes or brackets (``...tomorrow."``)."""
+    body = text.rstrip()
+    return body if body.rstrip(CLOSERS).endswith(SENTENCE_ENDS) else body + "."

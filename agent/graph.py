@@ -16,7 +16,7 @@ from langchain_core.messages import AnyMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
-from .answer import Answer, Evidence, Observation, Span, check_spans
+from .answer import Answer, Evidence, Observation, Span, check_spans, top_moment
 from .toolbox import Toolbox, as_data
 
 
@@ -110,11 +110,11 @@ def run_agent(planner: Planner, toolbox: Toolbox, question: str, video: str | No
 
 
 def fallback_final(observations: list[Observation]) -> dict[str, Any]:
-    """An answer from observations alone: the most confident grounded, else inspected, moment."""
+    """An answer from observations alone: the most confident grounded, else inspected, else searched moment."""
     for tool in ("ground", "inspect", "search"):
-        cands = [(m, o.step) for o in observations if o.tool == tool for m in o.moments[:1]]
-        if cands:
-            m, step = max(cands, key=lambda c: c[0].score)
+        best = top_moment(observations, (tool,))
+        if best is not None:
+            m, step = best
             return {"answer": f"The best moment found: {m.text}".strip(),
                     "spans": [{"video": m.video, "start": m.start, "end": m.end,
                                "confidence": round(min(max(m.score, 0.0), 1.0) * 0.5, 3)}],

@@ -25,9 +25,10 @@ from typing import Any, Literal
 from langchain_core.messages import AnyMessage
 from pydantic import BaseModel
 
-from vdisc.tools.search import parse_duration
+from vdisc.timefmt import hms
+from vdisc.tools.search import ORDER_FRACTION, parse_duration
 
-from .answer import Observation, hms
+from .answer import Observation, end_sentence, top_moment
 from .toolbox import Toolbox
 
 N_INSPECT = 2  # candidate windows zoomed into
@@ -49,7 +50,6 @@ SPEECH_HINT = re.compile(r"\b(talk\w*|mention\w*|say|says|said|spoken|speak\w*|d
 TEXT_HINT = re.compile(r"\b(shown|written|on (the )?screen|sign|text|read|title|displayed|label|caption)\b",
                        re.IGNORECASE)
 HINT_BONUS = 0.3  # for an inspected window whose evidence is in the channel the question names
-ORDER_FRACTION = 0.5  # with an order: candidates (and inspected windows) this close to the best are relevant
 
 # ---- time words ------------------------------------------------------------------
 _NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
@@ -210,12 +210,12 @@ class OfflinePlanner:
                                   "confidence": round(r["confidence"] * 0.8, 3)})
             what = {"speech": "said", "ocr": "shown on screen", "visual": "seen"}.get(g["source"], "found")
             quote = f': "{g["evidence"]}"' if g["evidence"] else ""
-            text = f"At {hms(g['start'])}–{hms(g['end'])} in {g['video']} ({what}){quote}."
+            text = end_sentence(f"At {hms(g['start'])}–{hms(g['end'])} in {g['video']} ({what}){quote}")
             steps = [grounded[-1].step] + [o.step for o in inspected]
             return {"answer": text, "spans": spans, "evidence": steps}
-        nearest = [m for o in obs if o.tool in ("ground", "inspect", "search") for m in o.moments[:1]]
-        if nearest:
-            m = max(nearest, key=lambda m: m.score)
+        nearest = top_moment(obs, ("ground", "inspect", "search"))
+        if nearest is not None:
+            m, _ = nearest
             hint = f" The closest candidate was {hms(m.start)}–{hms(m.end)} in {m.video}"
             hint += f' ("{m.text}")' if m.text and not m.text.startswith(("best", "inspected")) else ""
             return {"answer": "Not found: nothing in the library clearly matches the question." + hint + ", "
@@ -294,18 +294,19 @@ def _best_inspect(obs: list[Observation], ranked: list[tuple[str, float, float]]
     windows that score at least ORDER_FRACTION of the best."""
     inspected = [o for o in obs if o.tool == "inspect" and o.result]
 
+    def bonus(o: Observation) -> float:
+        return HINT_BONUS if hint and o.result["source"] == hint else 0.0
+
     def prior(o: Observation) -> float:
         key = (o.args.get("video"), o.args.get("start"), o.args.get("end"))
         rank = next((i for i, c in enumerate(ranked) if c == key), len(ranked))
-        return 0.5 / (1 + rank) + (HINT_BONUS if hint and o.result["source"] == hint else 0.0)
+        return 0.5 / (1 + rank) + bonus(o)
 
     if not inspected:
         return None
     if order in ("earliest", "latest"):
-        best = max(o.result["confidence"] + (HINT_BONUS if hint and o.result["source"] == hint else 0.0)
-                   for o in inspected)
-        relevant = [o for o in inspected if o.result["confidence"] + (
-            HINT_BONUS if hint and o.result["source"] == hint else 0.0) >= ORDER_FRACTION * best]
+        best = max(o.result["confidence"] + bonus(o) for o in inspected)
+        relevant = [o for o in inspected if o.result["confidence"] + bonus(o) >= ORDER_FRACTION * best]
         if order == "earliest":
             return min(relevant, key=lambda o: (o.result["best_start"], -o.result["confidence"]))
         return max(relevant, key=lambda o: (o.result["best_end"], o.result["confidence"]))

@@ -1,7 +1,9 @@
-"""The tools as the agent sees them: wrapped once from the plain functions in
-``vdisc.tools``. A tool's docstring is its description; its typed signature
-(minus the context) is its argument schema. Running a tool never raises: an
-error becomes an observation the planner reads."""
+"""The tools as the agent sees them, wrapped once from the plain functions in ``vdisc.tools``.
+
+A tool's docstring is its description; its typed signature (minus the
+context) is its argument schema. Running a tool never raises: an error
+becomes an observation the planner reads.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from pydantic import BaseModel, ValidationError, create_model
 from vdisc.tools.browse import browse
 from vdisc.tools.context import ToolContext
 from vdisc.tools.ground import ground
-from vdisc.tools.inspect import inspect
 from vdisc.tools.search import search
+from vdisc.tools.zoom import inspect
 
 from .answer import Moment, Observation
 

@@ -18,20 +18,7 @@ library itself never runs it): 60 s of ``testsrc2`` with temporal noise,
 looped by stream copy to 10 minutes. It is cached in ``$VDISC_BENCH_DIR`` or
 ``~/.cache/vdisc/bench``.
 
-Result on the development machine (2 vCPU, no GPU; PyAV 18.1, decord 0.6.0,
-torchcodec 0.17.0 on Debian's FFmpeg 5.1; generated video, ``--repeat 2``),
-which set the order of ``vdisc.index.decode.BACKENDS``:
-
-| backend | fps | max_side | seconds | frames | x-realtime |
-| --- | ---: | ---: | ---: | ---: | ---: |
-| pyav | 1 | full | 10.6 | 601 | 57x |
-| pyav | 1 | 512 | 11.0 | 601 | 54x |
-| decord | 1 | full | 13.5 | 601 | 45x |
-| decord | 1 | 512 | 13.6 | 601 | 44x |
-| torchcodec | 1 | full | 13.2 | 601 | 45x |
-| torchcodec | 1 | 512 | 13.2 | 601 | 45x |
-
-(601 frames: the stream lasts 600.003 s, so t = 600 s is still on the grid.)
+Its figures on the development machine are in README.md ("Benchmarks").
 """
 
 from __future__ import annotations

@@ -12,27 +12,7 @@ needed on top of its inputs (tracemalloc does not see torch's allocator).
 ``seconds`` is the best of ``--repeat`` runs. ``fwd+bwd`` backpropagates
 ``y.square().sum()`` into u, delta, A, B and C.
 
-Result on the development machine (2 vCPU, no GPU, torch 2.14.1 CPU,
-OMP_NUM_THREADS=2; dim 512, N 16, batch 1)::
-
-| mode | task | L | seconds | tokens/s | peak MB |
-| --- | --- | ---: | ---: | ---: | ---: |
-| lean | inference | 1024 | 0.037 | 27,500 | 1 |
-| lean | inference | 4096 | 0.117 | 34,954 | 25 |
-| lean | inference | 16384 | 0.578 | 28,362 | 108 |
-| chunked | inference | 1024 | 0.071 | 14,326 | 17 |
-| chunked | inference | 4096 | 0.272 | 15,039 | 100 |
-| chunked | inference | 16384 | 1.057 | 15,494 | 481 |
-| chunked | fwd+bwd | 1024 | 0.189 | 5,429 | 424 |
-| lean | fwd+bwd | 1024 | 0.235 | 4,365 | 148 |
-| chunked | fwd+bwd | 4096 | 0.717 | 5,712 | 2086 |
-| lean | fwd+bwd | 4096 | 0.788 | 5,199 | 679 |
-
-(one (1, 512, L, 16) float32 tensor: 32 / 128 / 512 MB at L = 1k / 4k / 16k.
-The lean inference peak is mostly its (1, 512, L) output plus allocator slack.)
-At this width the chunked form's backward is only ~1.2x faster than autograd
-through the lean step loop (whose per-step work is a single ``addcmul``) and
-needs ~3x the memory; it wins more at small ``dim`` (~1.6x at dim 64).
+Its figures on the development machine are in README.md ("Benchmarks").
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ from typing import Any, Iterable
 import numpy as np
 from sqlalchemy import delete, select, update
 
+from vdisc.timefmt import hms
+
 from .store import Clip, Frame, Period, Store, TextChunk, Video
 
 PERIOD_SECONDS = {"hour": 3600.0, "day": 86400.0}
@@ -242,16 +244,11 @@ def digest(parts: Iterable[str], limit: int, sep: str = " ") -> str:
 
 def period_summary(name: str, level: str, k: int, start: float, end: float, digests: dict[str, str]) -> str:
     """The searchable text of a period: where it is, then what was seen, said and shown."""
-    parts = [f"{level.title()} {k + 1} of {name} ({_hms(start)}-{_hms(end)})."]
+    parts = [f"{level.title()} {k + 1} of {name} ({hms(start)}-{hms(end)})."]
     for key, label in (("seen", "Seen"), ("said", "Said"), ("shown", "Shown")):
         if digests[key]:
             parts.append(f"{label}: " + digests[key].replace("\n", "; "))
     return " ".join(parts)[:SUMMARY_CHARS]
-
-
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 __all__ = ["consolidate", "digest", "drop_old_frames", "period_summary", "PERIOD_SECONDS"]

@@ -1,8 +1,8 @@
-"""The offline pass: one video file in, rows and vectors in the library out.
+"""Indexing files: one video file in, rows and vectors in the library out.
 
     probe -> speech (Whisper words) -> frames @ cut_fps -> shots -> clips
-          -> per batch of clips: visual embeddings, OCR, captions
-          -> scenes -> rows (SQLite) -> text + visual vectors (FAISS) -> done
+          -> per batch of clips: perceive (visual embeddings, OCR, captions)
+          -> the writer (``writer.py``): scenes, rows, text + visual vectors -> done
 
 A video row is written first with status "indexing" and flipped to "done"
 last; a run that dies in between leaves a row that the next run removes
@@ -16,10 +16,8 @@ callback in media seconds.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
@@ -27,11 +25,10 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-import numpy as np
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -39,18 +36,18 @@ from vdisc.config import Settings
 from vdisc.errors import DecodeError, VdiscError
 
 from . import decode
-from .checkpoint import Checkpoint, ClipRecord, Resume
-from .memory import consolidate
+from .checkpoint import Checkpoint, Resume
 from .models import Registry
-from .segment import ClipSpan, SampledFrame, Segmenter, group_scenes, histogram
-from .store import Clip, Frame, Scene, Store, TextChunk, Video, Word, now_iso
+from .perceive import ClipResult, Perceiver, assign_words, kept_frames
+from .segment import SampledFrame, Segmenter, histogram
+from .store import Store, Video
+from .writer import VideoWriter
 
 log = logging.getLogger("vdisc")
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .wmv .flv .mpg .mpeg .ts .mts .m2ts .3gp .ogv".split()
 )
-SUMMARY_CHARS = 2000  # bound on the video-level digest text
 
 
 class Progress(BaseModel):
@@ -102,29 +99,6 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
         else:
             out.append(p)
     return list(dict.fromkeys(x.resolve() if x.exists() else x for x in out))
-
-
-@dataclass
-class ClipResult:
-    """One clip on its way to the library: its span and what perception found in it."""
-
-    span: ClipSpan
-    frame_ts: list[float] = field(default_factory=list)
-    frame_vecs: np.ndarray | None = None
-    ocr_lines: list[str] = field(default_factory=list)
-    caption: str = ""
-    words: list[Any] = field(default_factory=list)
-
-    def record(self) -> ClipRecord:
-        return ClipRecord(idx=self.span.idx, start=self.span.start, end=self.span.end, shot=self.span.shot,
-                          hist=self.span.hist, frame_ts=self.frame_ts, frame_vecs=self.frame_vecs,
-                          ocr_lines=self.ocr_lines, caption=self.caption)
-
-    @classmethod
-    def from_record(cls, c: ClipRecord) -> "ClipResult":
-        span = ClipSpan(c.idx, c.start, c.end, c.shot, [], mean_hist=c.hist)
-        return cls(span, frame_ts=list(c.frame_ts), frame_vecs=c.frame_vecs, ocr_lines=list(c.ocr_lines),
-                   caption=c.caption)
 
 
 class Indexer:
@@ -217,44 +191,38 @@ class Indexer:
     # ---- perception ---------------------------------------------------------
     def _perceive_and_store(self, video_id: int, path: Path, info: decode.VideoInfo, report: IndexReport,
                             ckpt: Checkpoint, resume: Resume | None) -> None:
-        st, reg, name = self.settings, self.registry, path.name
-        channels: list[str] = []
+        reg, name = self.registry, path.name
+        perceiver = Perceiver.from_registry(self.settings, reg)
 
         # Speech runs in a thread beside the frame pass: both spend their time in native
         # code that releases the GIL (CTranslate2, FFmpeg), so two cores overlap them.
         asr = reg.get("asr") if info.has_audio else None
-        visual, ocr, captioner = reg.get("visual"), reg.get("ocr"), reg.get("caption")
         words: list[Any] | None = None
         if asr is not None and resume is not None and resume.words is not None:
             words, asr = [_Word(**w) for w in resume.words], None  # transcribed before the crash
         speech = ThreadPoolExecutor(1, thread_name_prefix="vdisc-asr") if asr is not None else None
         words_future = speech.submit(self._speech, asr, path, info, name, ckpt) if speech is not None else None
         try:
-            results, decoder, duration = self._frames(path, info, name, visual, ocr, captioner, report, ckpt, resume)
+            results, decoder, duration = self._frames(path, info, name, perceiver, report, ckpt, resume)
         finally:
             if speech is not None:
                 speech.shutdown(wait=True)
         if words_future is not None:
             words = words_future.result()
-        if words is not None:
-            channels.append("speech")
+        channels = ["speech"] * (words is not None) + perceiver.channels
+        assign_words(results, words or [])
 
-        if visual is not None:
-            channels.append("visual")
-        if ocr is not None:
-            channels.append("ocr")
-        if captioner is not None:
-            channels.append("caption")
-        starts = [r.span.start for r in results]
-        for w in words or []:  # a word belongs to the clip holding its midpoint
-            host = max(bisect.bisect_right(starts, 0.5 * (w.start + w.end)) - 1, 0)
-            results[host].words.append(w)
+        # a file is written in one batch: its speech came in only now
+        self.progress(Progress(video=name, stage="store", done=0.0, total=duration))
+        writer = VideoWriter(self.store, reg, self.settings, video_id)
+        writer.add(results)
+        writer.finish(channels, decoder=decoder)
+        report.scenes, report.frames, report.words = writer.scenes, writer.frames, writer.words
+        report.duration, report.channels = duration, channels
+        self.progress(Progress(video=name, stage="store", done=duration, total=duration))
 
-        scenes = group_scenes([r.span for r in results], st.scene_similarity, st.scene_max_seconds)
-        self._store(video_id, path, duration, results, scenes, channels, decoder, report)
-
-    def _frames(self, path: Path, info: decode.VideoInfo, name: str, visual: Any, ocr: Any, captioner: Any,
-                report: IndexReport, ckpt: Checkpoint, resume: Resume | None) -> tuple[list[ClipResult], str, float]:
+    def _frames(self, path: Path, info: decode.VideoInfo, name: str, perceiver: Perceiver, report: IndexReport,
+                ckpt: Checkpoint, resume: Resume | None) -> tuple[list[ClipResult], str, float]:
         """Decode, cut into clips and perceive them in batches; frames are dropped once perceived.
 
         Each batch is checkpointed with the segmenter's state; with ``resume``
@@ -265,7 +233,6 @@ class Indexer:
         segmenter = Segmenter(st.clip_seconds, st.min_clip_seconds, st.cut_threshold)
         results: list[ClipResult] = []
         pending: list[ClipResult] = []
-        ocr_memo: dict[str, Any] = {}
         grid_fps = max(st.cut_fps, st.fps)
         after = -math.inf  # frames up to this time were pushed by an earlier run
         if resume is not None and resume.clips:
@@ -278,16 +245,13 @@ class Indexer:
                 return results, state["decoder"], state["end"]
             segmenter.restore(state["segmenter"])
             after = segmenter.last_ts
-            if "ocr_thumb" in state:
-                ocr_memo.update(thumb=state["ocr_thumb"], lines=state["ocr_lines"])
+            perceiver.restore_memo(state)
 
         def flush(end: float | None = None) -> None:
-            self.perceive(pending, visual, ocr, captioner, ocr_memo)
-            for r in pending:
-                r.span.drop_frames()  # frames are done with; keep memory flat
+            perceiver(pending)
             results.extend(pending)
             if pending or end is not None:
-                state: dict[str, Any] = {"ocr_thumb": ocr_memo.get("thumb"), "ocr_lines": ocr_memo.get("lines")}
+                state: dict[str, Any] = perceiver.memo_state()
                 if end is None:
                     state["segmenter"] = segmenter.state()
                 else:  # decoding is over: a resumed run goes straight to storing
@@ -311,7 +275,7 @@ class Indexer:
                     frame = SampledFrame(ts=ts, rgb=rgb if keep else None, hist=histogram(rgb))
                     for clip in segmenter.push(frame):
                         pending.append(ClipResult(clip))
-                    if sum(len(_kept(r.span)) for r in pending) >= st.batch_size:
+                    if sum(len(kept_frames(r.span)) for r in pending) >= st.batch_size:
                         flush()
                     self.progress(Progress(video=name, stage="frames", done=min(ts, info.duration),
                                            total=info.duration))
@@ -338,139 +302,6 @@ class Indexer:
         ckpt.save_speech([{"start": w.start, "end": w.end, "text": w.text, "prob": w.prob} for w in words])
         self.progress(Progress(video=name, stage="speech", done=info.duration, total=info.duration))
         return words
-
-    def perceive(self, batch: list[ClipResult], visual: Any, ocr: Any, captioner: Any, memo: dict[str, Any]) -> None:
-        if not batch:
-            return
-        kept = [(r, f) for r in batch for f in _kept(r.span)]
-        for r, f in kept:
-            r.frame_ts.append(f.ts)
-        if visual is not None and kept:
-            vecs = visual.encode_images([f.rgb for _, f in kept])
-            offset = 0
-            for r in batch:
-                n = len(r.frame_ts)
-                r.frame_vecs = vecs[offset : offset + n]
-                offset += n
-        if ocr is not None and self.settings.ocr_frames_per_clip > 0:
-            for r in batch:
-                r.ocr_lines = _read_clip_text(ocr, _kept(r.span), self.settings.ocr_frames_per_clip, memo)
-        if captioner is not None:
-            from PIL import Image
-
-            clips = [[Image.fromarray(f.rgb) for f in _pick(_kept(r.span), self.settings.caption_frames)] for r in batch]
-            todo = [i for i, frames in enumerate(clips) if frames]
-            captions = captioner.caption([clips[i] for i in todo]) if todo else []
-            for i, text in zip(todo, captions):
-                batch[i].caption = text.strip()
-
-    # ---- storing ------------------------------------------------------------
-    def _store(self, video_id: int, path: Path, duration: float, results: list[ClipResult],
-               scene_groups: list[list[int]], channels: list[str], decoder: str, report: IndexReport) -> None:
-        name = path.name
-        self.progress(Progress(video=name, stage="store", done=0.0, total=duration))
-        reg, store = self.registry, self.store
-        caption_spec = reg.spec("caption")
-        texts: list[TextChunk] = []
-        frame_rows: list[Frame] = []
-        clip_rows: list[Clip] = []
-        with store.session() as s, s.begin():
-            caption_model_id = store.model_id(s, caption_spec) if caption_spec else None
-            scene_rows = []
-            for si, group in enumerate(scene_groups):
-                sc = Scene(video_id=video_id, idx=si, start=results[group[0]].span.start, end=results[group[-1]].span.end)
-                s.add(sc)
-                scene_rows.append(sc)
-            s.flush()
-            for si, group in enumerate(scene_groups):
-                for ci in group:
-                    r = results[ci]
-                    clip = Clip(video_id=video_id, scene_id=scene_rows[si].id, idx=r.span.idx, start=r.span.start,
-                                end=r.span.end, shot=r.span.shot, transcript=join_words(r.words),
-                                ocr_text="\n".join(r.ocr_lines), caption=r.caption,
-                                caption_model_id=caption_model_id if r.caption else None)
-                    s.add(clip)
-                    clip_rows.append(clip)
-            s.flush()
-            for clip, r in zip(clip_rows, results):  # scenes are contiguous runs, so same order
-                for ts in r.frame_ts:
-                    fr = Frame(video_id=video_id, clip_id=clip.id, ts=ts)
-                    s.add(fr)
-                    frame_rows.append(fr)
-                for w in r.words:
-                    s.add(Word(video_id=video_id, clip_id=clip.id, start=w.start, end=w.end, text=w.text, prob=w.prob))
-                texts.extend(clip_texts(clip))
-            for sc, group in zip(scene_rows, scene_groups):
-                texts.extend(scene_texts(sc, [clip_rows[i] for i in group]))
-            summary = video_summary(name, clip_rows)
-            texts.append(TextChunk(video_id=video_id, level="video", unit_id=video_id, modality="summary",
-                                   start=0.0, end=duration, text=summary))
-            s.add_all(texts)
-            s.flush()
-            text_meta = [(t.id, t.level, t.modality, t.text) for t in texts]
-            frame_ids = [f.id for f in frame_rows]
-            clip_ids = [c.id for c in clip_rows]
-            scene_ids = [sc.id for sc in scene_rows]
-            video = s.get(Video, video_id)
-            video.summary, video.decoder, video.duration = summary, decoder, duration
-
-        touched = self.add_text_vectors(text_meta)
-        if "visual" in channels:
-            touched |= self._add_visual_vectors(video_id, results, scene_groups, frame_ids, clip_ids, scene_ids)
-        for index in touched:
-            index.save()
-        # hour and day summaries, so a long video still browses in a bounded view
-        consolidate(store, reg, video_id, final=True, retention_hours=self.settings.retention_hours)
-
-        with store.session() as s, s.begin():
-            video = s.get(Video, video_id)
-            video.status, video.channels, video.indexed_at = "done", channels, now_iso()
-        self.record_models()
-        report.scenes, report.frames, report.duration = len(scene_ids), len(frame_ids), duration
-        report.words, report.channels = sum(len(r.words) for r in results), channels
-        self.progress(Progress(video=name, stage="store", done=duration, total=duration))
-
-    def record_models(self) -> None:
-        """The library remembers its encoders, so reopening it searches with the same ones."""
-        self.store.set_meta("models", json.dumps({role: self.registry.ref(role) for role in ("visual", "text")}))
-
-    def add_text_vectors(self, text_meta: list[tuple[int, str, str, str]]) -> set[Any]:
-        model = self.registry.get("text")
-        if model is None or not text_meta:
-            return set()
-        vecs = model.encode([t[3][:2000] for t in text_meta])
-        touched = set()
-        groups: dict[tuple[str, str], list[int]] = {}
-        for row, (_, level, modality, _) in enumerate(text_meta):
-            groups.setdefault((level, modality), []).append(row)
-        for (level, modality), rows in groups.items():
-            index = self.store.vectors(level, modality)
-            index.add([text_meta[r][0] for r in rows], vecs[rows], model.spec)
-            touched.add(index)
-        return touched
-
-    def _add_visual_vectors(self, video_id: int, results: list[ClipResult], scene_groups: list[list[int]],
-                            frame_ids: list[int], clip_ids: list[int], scene_ids: list[int]) -> set[Any]:
-        spec = self.registry.spec("visual")
-        frame_vecs = [r.frame_vecs for r in results if r.frame_vecs is not None and len(r.frame_vecs)]
-        if not frame_vecs:
-            return set()
-        clip_vecs = np.stack([mean_unit(r.frame_vecs) if r.frame_vecs is not None and len(r.frame_vecs)
-                              else np.zeros(spec.dim, np.float32) for r in results])
-        has = [i for i, r in enumerate(results) if r.frame_vecs is not None and len(r.frame_vecs)]
-        levels = {
-            "frame": (frame_ids, np.concatenate(frame_vecs)),
-            "clip": ([clip_ids[i] for i in has], clip_vecs[has]),
-            "scene": (scene_ids, np.stack([mean_unit(clip_vecs[group])
-                                           for group in scene_groups])),
-            "video": ([video_id], mean_unit(clip_vecs[has])[None]),
-        }
-        touched = set()
-        for level, (ids, vecs) in levels.items():
-            index = self.store.vectors(level, "visual")
-            index.add(ids, vecs, spec)
-            touched.add(index)
-        return touched
 
 
 # ---- helpers ----------------------------------------------------------------
@@ -543,76 +374,3 @@ def _watched(items: Iterator[_T], stall: float, what: str) -> Iterator[_T]:
     finally:
         stop.set()
         thread.join(timeout=min(stall, 5.0))
-
-
-def _kept(span: ClipSpan) -> list[SampledFrame]:
-    return [f for f in span.frames if f.rgb is not None]
-
-
-def _pick(frames: list[Any], n: int) -> list[Any]:
-    """``n`` frames spread evenly (first, middle, last...)."""
-    if len(frames) <= n:
-        return list(frames)
-    return [frames[round(i * (len(frames) - 1) / max(n - 1, 1))] for i in range(n)] if n > 1 else [frames[len(frames) // 2]]
-
-
-def _read_clip_text(ocr: Any, frames: list[SampledFrame], n: int, memo: dict[str, Any]) -> list[str]:
-    """OCR a few frames of a clip, skipping frames that look like the last one read."""
-    lines: list[str] = []
-    for f in _pick(frames, n):
-        thumb = f.rgb[:: max(1, f.rgb.shape[0] // 48), :: max(1, f.rgb.shape[1] // 64)].astype(np.int16)
-        prev = memo.get("thumb")
-        if prev is not None and prev.shape == thumb.shape and np.abs(prev - thumb).mean() < 2.0:
-            found = memo["lines"]  # same picture as before: reuse, don't read again
-        else:
-            found = [line.text for line in ocr.read(f.rgb)]
-            memo["thumb"], memo["lines"] = thumb, found
-        lines.extend(found)
-    return list(dict.fromkeys(line for line in lines if line))
-
-
-CHANNELS = (("speech", "transcript"), ("ocr", "ocr_text"), ("caption", "caption"))  # text modality, Clip column
-
-
-def clip_texts(clip: Clip) -> list[TextChunk]:
-    """The searchable text rows of a stored clip, one per channel that has words."""
-    return [TextChunk(video_id=clip.video_id, level="clip", unit_id=clip.id, modality=modality, start=clip.start,
-                      end=clip.end, text=getattr(clip, attr)) for modality, attr in CHANNELS
-            if getattr(clip, attr).strip()]
-
-
-def scene_texts(scene: Scene, clips: list[Clip]) -> list[TextChunk]:
-    """A scene's text rows, one per channel, pooled from its clips' distinct lines."""
-    if len(clips) < 2:  # one-clip scenes would only repeat the clip
-        return []
-    bodies = [(modality, dedupe_join(getattr(c, attr) for c in clips)) for modality, attr in CHANNELS]
-    return [TextChunk(video_id=scene.video_id, level="scene", unit_id=scene.id, modality=modality,
-                      start=scene.start, end=scene.end, text=body) for modality, body in bodies if body]
-
-
-def join_words(words: list[Any]) -> str:
-    return " ".join(w.text for w in words).strip()
-
-
-def dedupe_join(parts: Any) -> str:
-    return "\n".join(dict.fromkeys(p.strip() for p in parts if p and p.strip()))
-
-
-def mean_unit(vecs: np.ndarray) -> np.ndarray:
-    m = np.asarray(vecs, np.float32).mean(axis=0)
-    return (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)
-
-
-def video_summary(name: str, clips: list[Clip]) -> str:
-    """A bounded digest of the whole video for the video-level text index."""
-    parts = [f"Video: {name}."]
-    speech = " ".join(c.transcript for c in clips if c.transcript)
-    shown = dedupe_join(line for c in clips for line in c.ocr_text.splitlines())
-    captions = " ".join(c.caption for c in clips if c.caption)
-    if captions:
-        parts.append("Seen: " + captions[: SUMMARY_CHARS // 2])
-    if speech:
-        parts.append("Said: " + speech[: SUMMARY_CHARS // 2])
-    if shown:
-        parts.append("Shown: " + shown.replace("\n", "; ")[: SUMMARY_CHARS // 4])
-    return " ".join(parts)[:SUMMARY_CHARS]

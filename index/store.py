@@ -48,6 +48,9 @@ SCHEMA_VERSION = 2
 # while a follower is still adding clips to them.
 VISIBLE_STATUSES: tuple[str, ...] = ("done", "live")
 
+# A video's channel -> the model role that made it (``Video.channels``).
+CHANNEL_ROLES: dict[str, str] = {"speech": "asr", "visual": "visual", "ocr": "ocr", "caption": "caption"}
+
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
@@ -393,6 +396,17 @@ class Store:
         chunks = {c.id: c for c in session.scalars(select(TextChunk).where(TextChunk.id.in_([r[0] for r in rows])))}
         return [(chunks[r[0]], -float(r[1])) for r in rows]
 
+    def roles_used(self) -> set[str]:
+        """The model roles this library was built with: the channels of its finished and live videos
+        (``CHANNEL_ROLES``), and ``text`` when it holds text vectors."""
+        with self.session() as s:
+            channels = {c for chs in s.scalars(select(Video.channels).where(Video.status.in_(VISIBLE_STATUSES)))
+                        for c in chs or ()}
+        roles = {CHANNEL_ROLES[c] for c in channels if c in CHANNEL_ROLES}
+        if any(ix.modality != "visual" and len(ix) for ix in self.vector_indexes()):
+            roles.add("text")
+        return roles
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {
@@ -455,5 +469,5 @@ def now_iso() -> str:
 
 __all__ = [
     "Store", "Video", "Scene", "Clip", "Frame", "Word", "TextChunk", "ModelRow", "Period", "UNIT_TABLES",
-    "PERIOD_LEVELS", "SCHEMA_VERSION", "VISIBLE_STATUSES", "fts_query", "now_iso",
+    "PERIOD_LEVELS", "SCHEMA_VERSION", "VISIBLE_STATUSES", "CHANNEL_ROLES", "fts_query", "now_iso",
 ]

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from vdisc import Library
+from vdisc.agent.answer import end_sentence
 from vdisc.agent.offline import content, keywords, phrasings, quoted
 
 from test_cli import vdisc
@@ -163,3 +164,13 @@ def test_browse_cli(talk_library):
     assert lines[0].startswith("talk.mp4 (1:00.0") and len(lines) == 5
     assert "salt" in lines[1] and "PINEAPPLE" in r.stdout
 
+
+def test_the_answer_sentence_is_punctuated_once(talk_library):
+    home, _ = talk_library
+    answer = Library(home).ask("when is rain in the forecast?")
+    assert answer.answer.startswith("At ") and answer.answer.endswith('tomorrow."'), answer.answer
+    said = 'At 0:00:01 in a.mp4 (said): "Rain tomorrow."'
+    assert end_sentence(said) == said and end_sentence(said + "  ") == said
+    assert end_sentence('(shown): "HARBOR 42"') == '(shown): "HARBOR 42".'
+    assert end_sentence("Is it (really?)") == "Is it (really?)" and end_sentence("Wait…") == "Wait…"
+    assert end_sentence("At 0:00:03 in a.mp4 (seen)") == "At 0:00:03 in a.mp4 (seen)."

@@ -463,7 +463,8 @@ def test_truncation_warning_is_one_vdisc_line_and_quiet_silences_it(truncated, t
 
 
 def test_opening_a_file_is_bounded_by_a_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """decode.OPEN_TIMEOUT interrupts FFmpeg's open/probe (a demuxer looping on a damaged file).
+    """OPEN_TIMEOUT (in decode.probing, which opens every file) interrupts FFmpeg's open/probe
+    (a demuxer looping on a damaged file).
 
     A timeout of ~0 makes every open time out, which proves the interrupt is
     wired through every entry point and ends as one clean line, with nothing stored.
@@ -471,8 +472,9 @@ def test_opening_a_file_is_bounded_by_a_timeout(tmp_path: Path, monkeypatch: pyt
     from vdisc import Library
     from vdisc.errors import DecodeError
     from vdisc.index import decode
+    from vdisc.index.decode import probing
 
-    monkeypatch.setattr(decode, "OPEN_TIMEOUT", 1e-9)
+    monkeypatch.setattr(probing, "OPEN_TIMEOUT", 1e-9)
     for call in (decode.probe, decode.open_video, decode.read_audio):
         with pytest.raises(DecodeError, match="timed out") as info:
             call(FIXTURES / "talk.mp4")

@@ -9,7 +9,7 @@ import torch
 
 from vdisc import Library
 from vdisc.index.models.compressor import ClipCompressor
-from vdisc.index.train_compressor import collect_pairs, main, train
+from vdisc.training import collect_pairs, train
 
 from test_cli import vdisc
 
@@ -56,13 +56,15 @@ def test_training_lowers_the_loss_and_weights_reload(talk_library, tmp_path):
     assert res.tokens_out * 8 <= res.tokens_in
 
 
-def test_training_entry_point(talk_library, tmp_path, capsys):
+def test_training_command(talk_library, tmp_path):
     home, _ = talk_library
     out = tmp_path / "w.safetensors"
-    assert main(["--library", str(home), "--out", str(out), "--steps", "3", "--layers", "1",
-                 "--frames-per-clip", "2"]) == 0
-    assert out.exists() and "saved" in capsys.readouterr().out
-    assert main(["--library", str(tmp_path / "none"), "--steps", "1"]) == 1
+    r = vdisc("train-compressor", "--library", str(home), "--out", str(out), "--steps", "3", "--layers", "1",
+              "--frames-per-clip", "2")
+    assert r.returncode == 0, r.stderr
+    assert out.exists() and "saved" in r.stdout and "step 3/3" in r.stderr
+    r = vdisc("train-compressor", "--library", str(tmp_path / "none"), "--steps", "1")
+    assert r.returncode == 1 and r.stderr.startswith("vdisc: ") and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_untrained_compressor_ranks_fixture_clips_like_the_baseline(talk_library):

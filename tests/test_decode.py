@@ -381,6 +381,29 @@ def test_rotated_video_is_turned_upright(rotated: Path, backend: str) -> None:
         assert [read_frame_number(np.rot90(rgb, -1)) for _, rgb in frames] == list(range(0, 250, 25))
 
 
+def test_frame_helpers_give_the_pyav_readers_pictures(rotated: Path) -> None:
+    """decode.frame_size / frame_rgb, for callers that decode PyAV frames themselves (the live follower)."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    with open_video(rotated, "pyav") as reader:
+        expected = [rgb for _, rgb in reader.frames(fps=25, max_side=160)][:3]
+    reformatter = VideoReformatter()
+    got = []
+    with av.open(str(rotated)) as container:
+        for frame in container.decode(video=0):
+            assert decode.frame_size(frame, None) is None and decode.frame_size(frame, 320) is None
+            size = decode.frame_size(frame, 160)
+            assert size == (120, 160)  # the displayed (w, h): portrait
+            got.append(decode.frame_rgb(frame, size, reformatter))
+            if len(got) == 3:
+                break
+    assert [read_frame_number(np.rot90(rgb, -1)) for rgb in got] == [0, 1, 2]
+    for rgb, want in zip(got, expected):
+        assert rgb.flags.c_contiguous
+        np.testing.assert_array_equal(rgb, want)
+
+
 # --------------------------------------------------------------------------- #
 # audio
 # --------------------------------------------------------------------------- #

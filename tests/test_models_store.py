@@ -58,6 +58,19 @@ def test_missing_hub_model_fails_fast_with_the_setting_named(capsys):
         Registry(Settings.load(models={"caption": "magic"})).require("caption")
 
 
+def test_the_registry_loads_weights_not_chat_models(monkeypatch):
+    from vdisc.agent import chat_model
+
+    reg = Registry(Settings.load(device="cpu", models={"llm": "openai:gpt-4o-mini"}))
+    with pytest.raises(ModelUnavailable, match="chat_model"):
+        reg.require("llm")
+    assert "llm" not in reg.status() and set(reg.status()) == {"visual", "text", "asr", "ocr", "caption"}
+    assert chat_model.status("none") == {"ref": "none", "state": "offline"}
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    assert chat_model.status("openai:gpt-4o-mini") == {"ref": "openai:gpt-4o-mini", "state": "configured",
+                                                       "where": "openai:gpt-4o-mini"}
+
+
 def test_index_degrades_without_visual_model(tmp_path):
     notices: list[str] = []
     lib = Library(tmp_path / "lib", offline=True, notify=notices.append, models={"asr": "none"})

@@ -15,7 +15,7 @@ import pytest
 
 from served import serving
 from test_agent_offline import iou
-from vdisc.index.render import hms
+from vdisc.timefmt import hms
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("VDISC_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts")

@@ -1,2 +1,7 @@
-"""What the agent can call over the index, each a plain typed function whose
-docstring is its description: ``browse``, ``search``, ``inspect``, ``ground``."""
+"""What the agent can call over the index: plain typed functions whose docstrings are their descriptions.
+
+``browse`` (``browse.py``), ``search`` (``search.py``), ``inspect`` (``zoom.py``:
+zoom-in inspection of a window; the module is not named after the tool so that
+it does not shadow the standard library's ``inspect``) and ``ground``
+(``ground.py``); ``context.py`` and ``evidence.py`` hold what they share.
+"""

@@ -72,7 +72,8 @@ class SearchResult(BaseModel):
         return self.model_dump()
 
     def _repr_html_(self) -> str:
-        from vdisc.index.render import Media, search_html
+        # presentation is asked for by the notebook, at display time: the page's renderer is imported only then
+        from vdisc.web.render import Media, search_html
 
         return search_html(self, Media.inline(self._paths))
 

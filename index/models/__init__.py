@@ -5,9 +5,11 @@ its own module. Resolution order for a role: the explicit setting -> a
 bundled offline package (``vdisc[offline]``) -> the Hugging Face cache / hub
 (honouring ``HF_HUB_OFFLINE``) -> one clear error naming the setting.
 
-A role that cannot load is reported once and then treated as absent, so an
-index run degrades (fewer channels) instead of crashing. Loading is lazy: a
-role's heavy imports happen on first ``get``.
+A role that cannot load is reported once (a ``Notice`` naming the role) and
+then treated as absent, so an index run degrades (fewer channels) instead of
+crashing. Loading is lazy: a role's heavy imports happen on first ``get``.
+The ``llm`` setting is not a registry role: a chat model is an API client,
+not weights, and ``vdisc.agent.chat_model`` builds it for the planner.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Callable
 from vdisc.config import ROLES, Settings
 from vdisc.errors import ModelUnavailable
 
+from ..notices import Notice
 from .device import half_dtype, resolve_device
 from .spec import ModelSpec
 
@@ -32,10 +35,11 @@ ENABLE_HINT = {
     "asr": "pip install 'vdisc[offline]' or set VDISC_ASR_MODEL",
     "ocr": "pip install 'vdisc[offline]'",
     "caption": "set VDISC_CAPTION_MODEL=hf:<model id> or openai:<model>",
-    "llm": "set VDISC_LLM_MODEL (and VDISC_LLM_BASE_URL for an OpenAI-compatible server)",
 }
+# The roles whose weights the registry loads (the llm setting is the planner's, see vdisc.agent.chat_model).
+MODEL_ROLES = tuple(role for role in ROLES if role != "llm")
 
-__all__ = ["Registry", "ModelSpec", "resolve_device", "ENABLE_HINT"]
+__all__ = ["Registry", "ModelSpec", "resolve_device", "ENABLE_HINT", "MODEL_ROLES", "Notice"]
 
 
 class Registry:
@@ -70,17 +74,22 @@ class Registry:
             model = self.require(role)
         except ModelUnavailable as exc:
             self._reasons[role] = str(exc)
-            self.notify(f"{role} channel off: {exc}")
+            self.notify(Notice(f"{role} channel off: {exc}", role, self.settings.models[role],
+                               f"{role} channel off"))
             return None
         if model is None:
             if role == "caption" and self.settings.models["caption"] == "auto":
-                self.notify(f"captions off (no CUDA GPU); to enable: {ENABLE_HINT['caption']}")
+                self.notify(Notice(f"captions off (no CUDA GPU); to enable: {ENABLE_HINT['caption']}", role,
+                                   "auto", "captions off (no CUDA GPU)"))
         return model
 
     def require(self, role: str) -> Any | None:
         """Load ``role`` or raise ``ModelUnavailable``; None when the role is set to 'none'."""
-        if role not in ROLES:
-            raise ModelUnavailable(f"unknown model role {role!r}; roles are {', '.join(ROLES)}")
+        if role == "llm":
+            raise ModelUnavailable("the llm setting names a chat-model client, not weights: "
+                                   "vdisc.agent.chat_model loads it, not the model registry")
+        if role not in MODEL_ROLES:
+            raise ModelUnavailable(f"unknown model role {role!r}; roles are {', '.join(MODEL_ROLES)}")
         if role in self._models:
             return self._models[role]
         ref = self.ref(role)
@@ -97,7 +106,7 @@ class Registry:
 
         ``auto`` builds the untrained encoder, an exact no-op on the clip
         embedding (so it never changes rankings) that still reduces tokens; a
-        path loads weights trained by ``python -m vdisc.index.train_compressor``.
+        path loads weights trained by ``vdisc train-compressor`` (``vdisc.training``).
         """
         if "compressor" in self._models:
             return self._models["compressor"]
@@ -126,9 +135,9 @@ class Registry:
         return getattr(model, "spec", None) if model is not None else None
 
     def status(self, load: bool = False) -> dict[str, dict[str, Any]]:
-        """Per role: the reference, and (when loaded or ``load``) what it resolved to."""
+        """Per registry role: the reference, and (when loaded or ``load``) what it resolved to."""
         out: dict[str, dict[str, Any]] = {}
-        for role in ROLES:
+        for role in MODEL_ROLES:
             entry: dict[str, Any] = {"ref": self.settings.models[role]}
             if load:
                 self.get(role)
@@ -145,12 +154,6 @@ class Registry:
                 entry["state"] = "not loaded"
             out[role] = entry
         return out
-
-
-def _load_llm(reg: Registry, ref: str) -> Any:
-    from . import llm
-
-    return llm.load(ref)
 
 
 def _load_visual(reg: Registry, ref: str) -> Any:
@@ -211,5 +214,4 @@ _LOADERS: dict[str, Callable[[Registry, str], Any]] = {
     "asr": _load_asr,
     "ocr": _load_ocr,
     "caption": _load_caption,
-    "llm": _load_llm,
 }

@@ -46,14 +46,11 @@ Two forms, and why
     decays just underflow to 0 with zero gradient). The state entering the
     chunk is added with ``exp(cumsum(dA))``, also ``<= 1``. Only the state
     ``(batch, dim, N)`` is carried from one chunk to the next; the graph holds
-    ``O(batch * dim * chunk * N * log chunk)`` per chunk. Measured on the
-    2-core development CPU (``benchmarks/scan_speed.py``, dim 512, N 16):
-    forward+backward is ~2.6x faster than autograd through a naive step loop
-    that recomputes ``exp(delta*A)`` etc. per step, but only ~1.2x faster than
-    through the lean loop (one ``addcmul`` per step, decays precomputed per
-    chunk), at ~3x its autograd memory; at dim 64 it is ~1.6x faster. A
-    hand-written backward (reverse adjoint scan, like mamba-ssm's kernel) would
-    be the next step if training on CPU matters.
+    ``O(batch * dim * chunk * N * log chunk)`` per chunk. Its forward+backward
+    is faster than autograd through the lean loop, at a few times its memory
+    (measured with ``benchmarks/scan_speed.py``; figures in README.md,
+    "Benchmarks"). A hand-written backward (reverse adjoint scan, like
+    mamba-ssm's kernel) would be the next step if training on CPU matters.
 ``"cuda"``
     mamba-ssm's fused kernel when it is installed and the tensors are on CUDA.
 ``"auto"``

@@ -1,4 +1,4 @@
-"""HTML for moments: the one renderer behind notebooks and the web page.
+"""HTML for moments, search results and answers: the one renderer behind notebooks and the web page.
 
 A moment is a row: a thumbnail, its time range, its video and the words
 that explain it. Search results and answers are lists of such rows. Where
@@ -8,8 +8,9 @@ JPEGs as data URLs, the page (``vdisc serve``) points at its own
 ``/thumb/{id}/{ms}`` URLs and plays the row's ``data-video-id`` from
 ``data-start`` when it is clicked.
 
-Lives at the bottom of the house (it only needs the decoder) so that
-``tools/`` and ``agent/`` can both render with it.
+Presentation, so it lives with the page (``web/``), not in ``index/``:
+``serve.py`` imports it, and the notebook hooks (``_repr_html_`` of
+``SearchResult`` and ``Answer``) import it when a notebook displays them.
 """
 
 from __future__ import annotations
@@ -20,17 +21,13 @@ import io
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from vdisc.timefmt import hms
+
 THUMB_WIDTH = 160  # px, the long side of a thumbnail; small enough to inline a dozen in a notebook
 THUMB_QUALITY = 70  # JPEG quality: ~4 kB per thumbnail
 THUMB_NUDGE = 0.5  # s after a moment's start: a span that starts on a cut would otherwise show the shot before
 
 ThumbSrc = Callable[[str, float], "str | None"]  # (video name, seconds) -> an <img src>, or None for no picture
-
-
-def hms(seconds: float) -> str:
-    """h:mm:ss for people (times are float seconds everywhere else)."""
-    seconds = max(0, int(round(float(seconds))))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def escape(text: str) -> str:
@@ -110,3 +107,29 @@ def search_html(result: Any, media: Media) -> str:
                    for h in result.hits)
     return (f'<div class="vdisc-search"><p><b>{escape(result.query)}</b></p>'
             f"{rows or '<p>no matches</p>'}</div>")
+
+
+def answer_html(answer: Any, media: Media) -> str:
+    """An Answer (``agent.answer``): its text, each moment as a row with the evidence for it, the rest of
+    the evidence."""
+    used: set[int] = set()
+    rows = []
+    for s in answer.spans:
+        # evidence overlapping a span is listed under it: the reason to believe that moment
+        notes = []
+        for i, e in enumerate(answer.evidence):
+            if e.video == s.video and e.start < s.end and e.end > s.start:
+                used.add(i)
+                notes.append(f"{hms(e.start)}–{hms(e.end)} [{e.tool}] {e.text}")
+        rows.append(moment_row(s.video, s.start, s.end, f"confidence {s.confidence:.2f}", media, notes=notes))
+    rest = "".join(f"<li>{hms(e.start)}–{hms(e.end)} {escape(e.video)} [{escape(e.tool)}]: {escape(e.text)}</li>"
+                   for i, e in enumerate(answer.evidence) if i not in used)
+    budget = " (budget used up)" if getattr(answer, "budget_exhausted", False) else ""
+    return (f'<div class="vdisc-answer"><p><b>{escape(answer.question)}</b></p>'
+            f'<p class="vdisc-answer-text">{escape(answer.answer)}</p>{"".join(rows)}'
+            f"{'<p>other evidence:</p><ul>' + rest + '</ul>' if rest else ''}<p style='color:#888'>{answer.steps} "
+            f"tool calls, {escape(answer.planner)} planner{budget}</p></div>")
+
+
+__all__ = ["Media", "THUMB_WIDTH", "answer_html", "escape", "moment_row", "search_html", "thumb_time", "thumbnail",
+           "thumbnail_jpeg"]

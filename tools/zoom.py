@@ -1,4 +1,4 @@
-"""inspect: zoom in on a window of a video.
+"""The ``inspect`` tool: zoom-in inspection of a window of a video.
 
 Decodes the window densely (default 4 fps, capped at ``max_frames``), scores
 every frame against the question with the visual encoder, collects the words

@@ -1,9 +1,11 @@
-"""The llm role: a chat model for the planner, through LangChain's init_chat_model.
+"""The planner's chat model (setting ``llm``), through LangChain's init_chat_model.
 
-A reference is ``provider:model`` (``openai:gpt-4o-mini``, ``ollama:llama3.1``)
-or a bare model name served by an OpenAI-compatible server at
-``VDISC_LLM_BASE_URL`` (vLLM, llama.cpp, Ollama's /v1). Nothing is called
-unless a model is configured: vdisc never picks a remote API by itself.
+A chat model is an API client, not weights, so it lives here beside the LLM
+planner rather than in the model registry (``vdisc.index.models``), which
+loads weights only. A reference is ``provider:model`` (``openai:gpt-4o-mini``,
+``ollama:llama3.1``) or a bare model name served by an OpenAI-compatible
+server at ``VDISC_LLM_BASE_URL`` (vLLM, llama.cpp, Ollama's /v1). Nothing is
+called unless a model is configured: vdisc never picks a remote API by itself.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from vdisc.errors import ModelUnavailable
-
-from .spec import ModelSpec
+from vdisc.index.models.spec import ModelSpec
+from vdisc.index.notices import Notice
 
 SETTING = "VDISC_LLM_MODEL (or --llm)"
+ENABLE_HINT = "set VDISC_LLM_MODEL (and VDISC_LLM_BASE_URL for an OpenAI-compatible server)"
+OFFLINE_NOTICE = "no LLM configured (set VDISC_LLM_MODEL or --llm); using the offline planner"
+OFFLINE_SHORT = "no LLM configured (offline planner)"
 
 
 @dataclass
@@ -26,6 +31,16 @@ class ChatModel:
     where: str  # endpoint or provider, for messages
 
 
+def configured(ref: str | None) -> bool:
+    """Whether ``ref`` names a chat model (rather than none/off/offline: the offline planner)."""
+    return (ref or "").strip().lower() not in ("", "none", "off", "offline")
+
+
+def offline_notice(ref: str = "none") -> Notice:
+    """The notice that no chat model is configured (so the offline planner answers)."""
+    return Notice(OFFLINE_NOTICE, "llm", ref, OFFLINE_SHORT)
+
+
 def endpoint() -> tuple[str | None, str | None]:
     """(base URL, API key) from VDISC_LLM_* falling back to OPENAI_*."""
     base = os.environ.get("VDISC_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL") or None
@@ -33,7 +48,16 @@ def endpoint() -> tuple[str | None, str | None]:
     return base, key
 
 
+def status(ref: str) -> dict[str, Any]:
+    """What ``vdisc info`` shows for the llm setting: ``configured`` (with where) or ``offline``; nothing is called."""
+    if not configured(ref):
+        return {"ref": ref, "state": "offline"}
+    base, _ = endpoint()
+    return {"ref": ref, "state": "configured", "where": f"{base} ({ref})" if base else ref}
+
+
 def load(ref: str, temperature: float = 0.0, timeout: float = 60.0) -> ChatModel:
+    """The client for ``ref``; builds it only (no request is sent), or ModelUnavailable naming the setting."""
     try:
         from langchain.chat_models import init_chat_model
     except ImportError:

@@ -1,6 +1,8 @@
-"""Train the clip compressor on an existing library.
+"""Training the clip compressor on a library: collect (clip frames, clip words) pairs, optimise, save the weights.
 
-    python -m vdisc.index.train_compressor --library ~/.vdisc --steps 300
+Beside ``export.py`` under ``Library`` and over ``index/``: training reads a
+built library and writes a weights file, so it is neither part of building
+the index nor of the model registry (which only loads the file).
 
 Contrastive distillation on (clip frames, clip text) pairs taken from the
 index: each clip's frames go through the frozen image encoder as token grids,
@@ -11,13 +13,14 @@ batch (symmetric InfoNCE), while a distillation term keeps it near the
 mean-pooled CLIP embedding it started as. The weights are saved to one file
 that the registry loads with ``--compressor PATH`` / ``VDISC_COMPRESSOR``.
 The GPU is used when present; tiny configs train on the CPU.
+
+``vdisc train-compressor`` (``Library.train_compressor``) runs it all;
+:func:`collect_pairs` and :func:`train` are the two halves.
 """
 
 from __future__ import annotations
 
-import argparse
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +31,16 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from vdisc.config import Settings
-from vdisc.errors import ConfigError, LibraryError, VdiscError
-
-from . import decode
-from .models import Registry
-from .models.compressor import ClipCompressor
-from .store import Clip, Store, Video, recorded_models
+from vdisc.errors import ConfigError, LibraryError
+from vdisc.index import decode
+from vdisc.index.models import Registry
+from vdisc.index.models.compressor import ClipCompressor
+from vdisc.index.store import Clip, Store, Video
 
 
 class TrainReport(BaseModel):
+    """What a training run did: the weights file, clips used, steps and the loss at each step."""
+
     path: str
     pairs: int
     steps: int
@@ -126,48 +129,20 @@ def train(pairs: list[Pair], compressor: ClipCompressor, grid: tuple[int, int], 
                        seconds=round(time.monotonic() - t0, 2))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vdisc.index.train_compressor", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--library", type=Path, default=None, help="library directory (default VDISC_HOME or ~/.vdisc)")
-    ap.add_argument("--out", type=Path, default=None, help="weights file (default <library>/compressor.safetensors)")
-    ap.add_argument("--init", type=Path, default=None, help="start from these weights instead of the no-op")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--max-clips", type=int, default=512)
-    ap.add_argument("--frames-per-clip", type=int, default=16)
-    ap.add_argument("--layers", type=int, default=2, help="Mamba blocks (for a new compressor)")
-    ap.add_argument("--device", default=None, help="auto | cpu | cuda[:n]")
-    ap.add_argument("--visual-model", default=None)
-    args = ap.parse_args(argv)
-    try:
-        settings = Settings.load(home=args.library, device=args.device, models={"visual": args.visual_model})
-        store = Store(settings.home, create=False)
-        settings = settings.with_library_models(recorded_models(settings.db_path))
-        registry = Registry(settings, notify=lambda m: print(f"warning: {m}", file=sys.stderr))
-        pairs = collect_pairs(store, registry, args.max_clips, frames_per_clip=args.frames_per_clip)
-        visual = registry.require("visual")
-        compressor = (ClipCompressor.load(args.init, map_location=registry.device) if args.init
-                      else ClipCompressor.for_visual(visual, n_layers=args.layers))
-        out = args.out or settings.home / "compressor.safetensors"
+def train_compressor(store: Store, registry: Registry, out: Path, *, init: Path | None = None, steps: int = 300,
+                     batch_size: int = 8, lr: float = 1e-3, max_clips: int = 512, frames_per_clip: int = 16,
+                     layers: int = 2, on_step: Callable[[int, float], None] | None = None) -> TrainReport:
+    """Train a compressor on ``store``'s indexed clips and save it to ``out``.
 
-        def show(step: int, loss: float) -> None:
-            if step % 10 == 0 or step == args.steps - 1:
-                print(f"step {step + 1}/{args.steps} loss {loss:.4f}", file=sys.stderr)
-
-        report = train(pairs, compressor, visual.grid, out, steps=args.steps, batch_size=args.batch_size,
-                       lr=args.lr, on_step=show)
-    except VdiscError as exc:
-        print(f"vdisc: {exc}", file=sys.stderr)
-        return 1
-    print(f"saved {report.path} ({report.pairs} clips, {report.steps} steps, loss {report.losses[0]:.4f} -> "
-          f"{report.losses[-1]:.4f}, {report.seconds:.0f} s); use it with --compressor {report.path}")
-    return 0
+    Starts from the weights at ``init``, else from a new no-op compressor of
+    ``layers`` Mamba blocks for the registry's visual model. ``on_step(step,
+    loss)`` sees every optimisation step.
+    """
+    pairs = collect_pairs(store, registry, max_clips, frames_per_clip=frames_per_clip)
+    visual = registry.require("visual")
+    compressor = (ClipCompressor.load(init, map_location=registry.device) if init
+                  else ClipCompressor.for_visual(visual, n_layers=layers))
+    return train(pairs, compressor, visual.grid, out, steps=steps, batch_size=batch_size, lr=lr, on_step=on_step)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
-__all__ = ["collect_pairs", "train", "main", "TrainReport"]
+__all__ = ["Pair", "TrainReport", "collect_pairs", "train", "train_compressor"]

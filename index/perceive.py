@@ -1,0 +1,145 @@
+"""Perception: decoded clips in, what the models found in them out (``ClipResult``); no store access.
+
+The step is pure so that it can run anywhere the models are: in the indexing
+process for files and live sources, or (later) on workers that send their
+results back to the library's one writer (``writer.py``). Each clip gets its
+sampled frame times, one visual vector per kept frame, the distinct lines of
+on-screen text read from a few of its frames, and a caption; speech is
+transcribed per file or per batch of audio and handed to the clips with
+``assign_words``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vdisc.config import Settings
+
+from .checkpoint import ClipRecord
+from .segment import ClipSpan, SampledFrame
+
+OCR_SAME_PICTURE = 2.0  # mean absolute difference (0-255) of 64x48 thumbnails below which a frame is not read again
+
+
+@dataclass
+class ClipResult:
+    """One clip on its way to the library: its span and what perception found in it."""
+
+    span: ClipSpan
+    frame_ts: list[float] = field(default_factory=list)
+    frame_vecs: np.ndarray | None = None
+    ocr_lines: list[str] = field(default_factory=list)
+    caption: str = ""
+    words: list[Any] = field(default_factory=list)
+
+    @property
+    def has_vectors(self) -> bool:
+        return self.frame_vecs is not None and len(self.frame_vecs) > 0
+
+    def record(self) -> ClipRecord:
+        return ClipRecord(idx=self.span.idx, start=self.span.start, end=self.span.end, shot=self.span.shot,
+                          hist=self.span.hist, frame_ts=self.frame_ts, frame_vecs=self.frame_vecs,
+                          ocr_lines=self.ocr_lines, caption=self.caption)
+
+    @classmethod
+    def from_record(cls, c: ClipRecord) -> "ClipResult":
+        span = ClipSpan(c.idx, c.start, c.end, c.shot, [], mean_hist=c.hist)
+        return cls(span, frame_ts=list(c.frame_ts), frame_vecs=c.frame_vecs, ocr_lines=list(c.ocr_lines),
+                   caption=c.caption)
+
+
+class Perceiver:
+    """The per-clip models of one video (visual, OCR, caption) and the OCR memo that spans its batches."""
+
+    def __init__(self, settings: Settings, visual: Any = None, ocr: Any = None, captioner: Any = None) -> None:
+        self.settings = settings
+        self.visual, self.ocr, self.captioner = visual, ocr, captioner
+        self.memo: dict[str, Any] = {}  # the last picture OCR read and its lines
+
+    @classmethod
+    def from_registry(cls, settings: Settings, registry: Any) -> "Perceiver":
+        return cls(settings, registry.get("visual"), registry.get("ocr"), registry.get("caption"))
+
+    @property
+    def channels(self) -> list[str]:
+        """The picture channels this perceiver fills ("speech" is added by whoever transcribes)."""
+        return [name for name, model in (("visual", self.visual), ("ocr", self.ocr), ("caption", self.captioner))
+                if model is not None]
+
+    def memo_state(self) -> dict[str, Any]:
+        return {"ocr_thumb": self.memo.get("thumb"), "ocr_lines": self.memo.get("lines")}
+
+    def restore_memo(self, state: dict[str, Any]) -> None:
+        if state.get("ocr_thumb") is not None:
+            self.memo.update(thumb=state["ocr_thumb"], lines=state["ocr_lines"])
+
+    def __call__(self, batch: list[ClipResult]) -> None:
+        """Fill in ``batch`` (frame times, vectors, text, captions), then drop its frames."""
+        if not batch:
+            return
+        st = self.settings
+        kept = [(r, f) for r in batch for f in kept_frames(r.span)]
+        for r, f in kept:
+            r.frame_ts.append(f.ts)
+        if self.visual is not None and kept:
+            vecs = self.visual.encode_images([f.rgb for _, f in kept])
+            offset = 0
+            for r in batch:
+                n = len(r.frame_ts)
+                r.frame_vecs = vecs[offset : offset + n]
+                offset += n
+        if self.ocr is not None and st.ocr_frames_per_clip > 0:
+            for r in batch:
+                r.ocr_lines = self._read_text(kept_frames(r.span), st.ocr_frames_per_clip)
+        if self.captioner is not None:
+            from PIL import Image
+
+            clips = [[Image.fromarray(f.rgb) for f in spread(kept_frames(r.span), st.caption_frames)] for r in batch]
+            todo = [i for i, frames in enumerate(clips) if frames]
+            captions = self.captioner.caption([clips[i] for i in todo]) if todo else []
+            for i, text in zip(todo, captions):
+                batch[i].caption = text.strip()
+        for r in batch:
+            r.span.drop_frames()  # frames are done with; keep memory flat
+
+    def _read_text(self, frames: list[SampledFrame], n: int) -> list[str]:
+        """OCR a few frames of a clip, skipping frames that look like the last one read."""
+        lines: list[str] = []
+        for f in spread(frames, n):
+            thumb = f.rgb[:: max(1, f.rgb.shape[0] // 48), :: max(1, f.rgb.shape[1] // 64)].astype(np.int16)
+            prev = self.memo.get("thumb")
+            if prev is not None and prev.shape == thumb.shape and np.abs(prev - thumb).mean() < OCR_SAME_PICTURE:
+                found = self.memo["lines"]  # same picture as before: reuse, don't read again
+            else:
+                found = [line.text for line in self.ocr.read(f.rgb)]
+                self.memo["thumb"], self.memo["lines"] = thumb, found
+            lines.extend(found)
+        return list(dict.fromkeys(line for line in lines if line))
+
+
+def assign_words(results: list[ClipResult], words: list[Any]) -> None:
+    """Hand each word to the clip holding its midpoint (clips tile time, in order)."""
+    if not results:
+        return
+    starts = [r.span.start for r in results]
+    for w in words:
+        host = max(bisect.bisect_right(starts, 0.5 * (w.start + w.end)) - 1, 0)
+        results[host].words.append(w)
+
+
+def kept_frames(span: ClipSpan) -> list[SampledFrame]:
+    """The frames of a clip that perception looks at (the others only fed the cut detector)."""
+    return [f for f in span.frames if f.rgb is not None]
+
+
+def spread(frames: list[Any], n: int) -> list[Any]:
+    """``n`` frames spread evenly (first, middle, last...)."""
+    if len(frames) <= n:
+        return list(frames)
+    if n <= 1:
+        return [frames[len(frames) // 2]]
+    return [frames[round(i * (len(frames) - 1) / (n - 1))] for i in range(n)]
