@@ -64,7 +64,7 @@ def test_the_registry_loads_weights_not_chat_models(monkeypatch):
     reg = Registry(Settings.load(device="cpu", models={"llm": "openai:gpt-4o-mini"}))
     with pytest.raises(ModelUnavailable, match="chat_model"):
         reg.require("llm")
-    assert "llm" not in reg.status() and set(reg.status()) == {"visual", "text", "asr", "ocr", "caption"}
+    assert "llm" not in reg.status() and set(reg.status()) == {"visual", "text", "asr", "ocr", "caption", "rerank"}
     assert chat_model.status("none") == {"ref": "none", "state": "offline"}
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     assert chat_model.status("openai:gpt-4o-mini") == {"ref": "openai:gpt-4o-mini", "state": "configured",

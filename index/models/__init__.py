@@ -1,13 +1,15 @@
 """The model registry: the one place in vdisc that loads weights.
 
-Each role (visual, text, asr, ocr, caption) maps a reference to a loader in
-its own module. Resolution order for a role: the explicit setting -> a
+Each role (visual, text, asr, ocr, caption, rerank) maps a reference to a
+loader in its own module. Resolution order for a role: the explicit setting -> a
 bundled offline package (``vdisc[offline]``) -> the Hugging Face cache / hub
 (honouring ``HF_HUB_OFFLINE``) -> one clear error naming the setting.
 
 A role that cannot load is reported once (a ``Notice`` naming the role) and
 then treated as absent, so an index run degrades (fewer channels) instead of
 crashing. Loading is lazy: a role's heavy imports happen on first ``get``.
+``rerank`` is for question time only (``vdisc.tools.rerank``, a second
+reading of candidates against the question; search does not call it yet).
 The ``llm`` setting is not a registry role: a chat model is an API client,
 not weights, and ``vdisc.agent.chat_model`` builds it for the planner.
 """
@@ -35,6 +37,7 @@ ENABLE_HINT = {
     "asr": "pip install 'vdisc[offline]' or set VDISC_ASR_MODEL",
     "ocr": "pip install 'vdisc[offline]'",
     "caption": "set VDISC_CAPTION_MODEL=hf:<model id> or openai:<model>",
+    "rerank": "set VDISC_RERANK_MODEL to a cached cross-encoder (hub id) or a local directory",
 }
 # The roles whose weights the registry loads (the llm setting is the planner's, see vdisc.agent.chat_model).
 MODEL_ROLES = tuple(role for role in ROLES if role != "llm")
@@ -180,6 +183,12 @@ def _load_ocr(reg: Registry, ref: str) -> Any:
     return ocr.load(ref, reg.device)
 
 
+def _load_rerank(reg: Registry, ref: str) -> Any:
+    from . import rerank
+
+    return rerank.load(ref, reg.device)
+
+
 def _load_caption(reg: Registry, ref: str) -> Any:
     from . import caption
 
@@ -214,4 +223,5 @@ _LOADERS: dict[str, Callable[[Registry, str], Any]] = {
     "asr": _load_asr,
     "ocr": _load_ocr,
     "caption": _load_caption,
+    "rerank": _load_rerank,
 }
