@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from vdisc.index.follow import FollowHandle
     from vdisc.index.pipeline import IndexReport, ProgressFn
     from vdisc.index.store import Store
+    from vdisc.tools.ground import GroundResult
     from vdisc.tools.search import SearchResult
     from vdisc.tools.zoom import InspectResult
     from vdisc.training import TrainReport
@@ -354,6 +355,13 @@ class Library:
         from vdisc.tools.zoom import inspect
 
         return inspect(self._context(), str(video), start, end, question, **options)
+
+    def ground(self, video: str | int, start: float, end: float, query: str) -> "GroundResult":
+        """The precise start and end of a moment near ``start``-``end`` seconds: the whole utterance or the
+        frames that show a text, with a confidence and the evidence."""
+        from vdisc.tools.ground import ground
+
+        return ground(self._context(), str(video), start, end, query)
 
     def train_compressor(self, out: str | Path | None = None, *, init: str | Path | None = None, steps: int = 300,
                          batch_size: int = 8, lr: float = 1e-3, max_clips: int = 512, frames_per_clip: int = 16,

@@ -161,8 +161,9 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         return dict(tomllib.load(fh))
 
 
-# Granularities, coarse to fine. Hours and days are consolidated memory (index/memory.py).
-Level = Literal["video", "day", "hour", "scene", "clip", "frame"]
-LEVELS: tuple[str, ...] = ("video", "day", "hour", "scene", "clip", "frame")
+# Granularities, coarse to fine. Hours and days are consolidated memory (index/memory.py); events
+# (utterances, text tracks) sit beside clips with their own true extent (index/events.py).
+Level = Literal["video", "day", "hour", "scene", "clip", "event", "frame"]
+LEVELS: tuple[str, ...] = ("video", "day", "hour", "scene", "clip", "event", "frame")
 Modality = Literal["visual", "speech", "ocr", "caption", "summary"]
 MODALITIES: tuple[str, ...] = ("visual", "speech", "ocr", "caption", "summary")

@@ -11,7 +11,7 @@ cannot load is bad when the library was built with it, see
 ``Store.roles_used``, and off otherwise), the llm setting (its client is
 built, never called), the library's integrity (schema version, every row of
 a finished or live video with its FAISS vector and no vector without a row,
-half-indexed videos and their checkpoints) and free disk. Frames dropped
+every event with its text row, half-indexed videos and their checkpoints) and free disk. Frames dropped
 by the retention policy (``retention_hours``) lose their rows with their
 vectors, so they are neither missing nor orphans; an hour or day still being
 consolidated (not ``ready``) is not yet expected to have vectors.
@@ -110,11 +110,11 @@ def run_checks(lib: Any) -> dict[str, Any]:
 
 
 def _library_checks(lib: Any) -> list[dict[str, Any]]:
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from vdisc.index.checkpoint import partial_size
     from vdisc.index.store import (
-        PERIOD_LEVELS, SCHEMA_VERSION, UNIT_TABLES, VISIBLE_STATUSES, Period, TextChunk, Video,
+        PERIOD_LEVELS, SCHEMA_VERSION, UNIT_TABLES, VISIBLE_STATUSES, Event, Period, TextChunk, Video,
     )
 
     store = lib.store
@@ -137,6 +137,17 @@ def _library_checks(lib: Any) -> list[dict[str, Any]]:
         if live:
             out.append(_check("live videos", True, f"{len(live)} being followed, or left by a follower that "
                               f"died (the next vdisc index settles those): {', '.join(live[:3])}"))
+        # an event and its text row are written in one transaction: one without the other is damage
+        texts = select(TextChunk.unit_id).where(TextChunk.level == "event")
+        bare = s.scalar(select(func.count()).select_from(Event).where(Event.video_id.in_(done),
+                                                                       Event.id.not_in(texts)))
+        orphan_texts = s.scalar(select(func.count()).select_from(TextChunk).where(
+            TextChunk.level == "event", TextChunk.unit_id.not_in(select(Event.id))))
+        n_events = s.scalar(select(func.count()).select_from(Event))
+        out.append(_check("events", not bare and not orphan_texts,
+                          f"{n_events} utterances and text tracks" + (f": {bare} without text rows" if bare else "")
+                          + (f", {orphan_texts} text rows without their event" if orphan_texts else ""),
+                          "re-index the library (vdisc index --force PATH)"))
         # After a crash the unfinished video may have rows without vectors (or the reverse);
         # what must hold is that finished videos are whole and no vector lacks its row.
         for index in store.vector_indexes():

@@ -45,6 +45,7 @@ class ClipRecord:
     frame_ts: list[float] = field(default_factory=list)
     frame_vecs: np.ndarray | None = None
     ocr_lines: list[str] = field(default_factory=list)
+    ocr_reads: list[tuple[float, list[str]]] = field(default_factory=list)
     caption: str = ""
 
 
@@ -109,7 +110,7 @@ class Checkpoint:
             "state": state,
             "clips": [{"idx": c.idx, "start": c.start, "end": c.end, "shot": c.shot, "frame_ts": c.frame_ts,
                        "has_vecs": c.frame_vecs is not None and len(c.frame_vecs) > 0,
-                       "ocr": c.ocr_lines, "caption": c.caption} for c in clips],
+                       "ocr": c.ocr_lines, "ocr_reads": c.ocr_reads, "caption": c.caption} for c in clips],
         }
         arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
                   "hist": np.stack([c.hist for c in clips]) if clips else np.zeros((0, 0), np.float32)}
@@ -172,5 +173,5 @@ def _read_batch(path: Path) -> tuple[list[ClipRecord], dict[str, Any]]:
             frame_vecs, offset = vecs[offset : offset + n], offset + n
         clips.append(ClipRecord(idx=c["idx"], start=c["start"], end=c["end"], shot=c["shot"], hist=hist[i],
                                 frame_ts=c["frame_ts"], frame_vecs=frame_vecs, ocr_lines=c["ocr"],
-                                caption=c["caption"]))
+                                ocr_reads=[(t, lines) for t, lines in c["ocr_reads"]], caption=c["caption"]))
     return clips, state

@@ -255,8 +255,7 @@ class _LiveVideo:
         self.next_clip_idx, self.next_shot_idx = (0, 0) if last is None else (last[0] + 1, last[1] + 1)
         self.had_clips = last is not None
         self.start = max(self.offset, self.skip_before)  # media time where this session begins
-        self.writer = VideoWriter(self.store, reg, self.settings, self.video_id)
-        self.writer.end = self.start
+        self.writer = VideoWriter(self.store, reg, self.settings, self.video_id, start=self.start)
 
     def finish(self) -> None:
         """Finish the video (its open scene, summary, video vector, "done"), or drop it if nothing came."""

@@ -32,7 +32,8 @@ class ClipResult:
     span: ClipSpan
     frame_ts: list[float] = field(default_factory=list)
     frame_vecs: np.ndarray | None = None
-    ocr_lines: list[str] = field(default_factory=list)
+    ocr_lines: list[str] = field(default_factory=list)  # distinct lines read in the clip
+    ocr_reads: list[tuple[float, list[str]]] = field(default_factory=list)  # (frame time, lines) per OCR read
     caption: str = ""
     words: list[Any] = field(default_factory=list)
 
@@ -43,13 +44,13 @@ class ClipResult:
     def record(self) -> ClipRecord:
         return ClipRecord(idx=self.span.idx, start=self.span.start, end=self.span.end, shot=self.span.shot,
                           hist=self.span.hist, frame_ts=self.frame_ts, frame_vecs=self.frame_vecs,
-                          ocr_lines=self.ocr_lines, caption=self.caption)
+                          ocr_lines=self.ocr_lines, ocr_reads=self.ocr_reads, caption=self.caption)
 
     @classmethod
     def from_record(cls, c: ClipRecord) -> "ClipResult":
         span = ClipSpan(c.idx, c.start, c.end, c.shot, [], mean_hist=c.hist)
         return cls(span, frame_ts=list(c.frame_ts), frame_vecs=c.frame_vecs, ocr_lines=list(c.ocr_lines),
-                   caption=c.caption)
+                   ocr_reads=[(float(t), list(lines)) for t, lines in c.ocr_reads], caption=c.caption)
 
 
 class Perceiver:
@@ -94,7 +95,8 @@ class Perceiver:
                 offset += n
         if self.ocr is not None and st.ocr_frames_per_clip > 0:
             for r in batch:
-                r.ocr_lines = self._read_text(kept_frames(r.span), st.ocr_frames_per_clip)
+                r.ocr_reads = self._read_text(kept_frames(r.span), st.ocr_frames_per_clip)
+                r.ocr_lines = list(dict.fromkeys(line for _, lines in r.ocr_reads for line in lines))
         if self.captioner is not None:
             from PIL import Image
 
@@ -106,9 +108,9 @@ class Perceiver:
         for r in batch:
             r.span.drop_frames()  # frames are done with; keep memory flat
 
-    def _read_text(self, frames: list[SampledFrame], n: int) -> list[str]:
-        """OCR a few frames of a clip, skipping frames that look like the last one read."""
-        lines: list[str] = []
+    def _read_text(self, frames: list[SampledFrame], n: int) -> list[tuple[float, list[str]]]:
+        """OCR a few frames of a clip, skipping frames that look like the last one read: (time, lines) each."""
+        reads: list[tuple[float, list[str]]] = []
         for f in spread(frames, n):
             thumb = f.rgb[:: max(1, f.rgb.shape[0] // 48), :: max(1, f.rgb.shape[1] // 64)].astype(np.int16)
             prev = self.memo.get("thumb")
@@ -117,8 +119,8 @@ class Perceiver:
             else:
                 found = [line.text for line in self.ocr.read(f.rgb)]
                 self.memo["thumb"], self.memo["lines"] = thumb, found
-            lines.extend(found)
-        return list(dict.fromkeys(line for line in lines if line))
+            reads.append((f.ts, [line for line in dict.fromkeys(found) if line]))
+        return reads
 
 
 def assign_words(results: list[ClipResult], words: list[Any]) -> None:

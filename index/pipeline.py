@@ -72,6 +72,7 @@ class IndexReport(BaseModel):
     scenes: int = 0
     frames: int = 0
     words: int = 0
+    events: int = 0  # utterances and text tracks
     channels: list[str] = []
     seconds: float = 0.0  # wall-clock time spent
     resumed_from: float = 0.0  # media seconds already done by an interrupted earlier run
@@ -181,7 +182,8 @@ class Indexer:
     def _checkpoint(self, path: Path, fingerprint: str) -> Checkpoint:
         """The checkpoint of this file, valid only for the models and settings that shape perception."""
         st, reg = self.settings, self.registry
-        key = {"format": 1, "decoder": st.decoder,
+        # format 2: OCR reads are kept with their times (for text tracks)
+        key = {"format": 2, "decoder": st.decoder,
                "models": {role: reg.ref(role) if reg.get(role) is not None else "off"
                           for role in ("visual", "ocr", "caption", "asr")},
                "sampling": [st.fps, st.cut_fps, st.max_side, st.clip_seconds, st.min_clip_seconds,
@@ -217,7 +219,8 @@ class Indexer:
         writer = VideoWriter(self.store, reg, self.settings, video_id)
         writer.add(results)
         writer.finish(channels, decoder=decoder)
-        report.scenes, report.frames, report.words = writer.scenes, writer.frames, writer.words
+        report.scenes, report.frames, report.words, report.events = (writer.scenes, writer.frames, writer.words,
+                                                                     writer.events)
         report.duration, report.channels = duration, channels
         self.progress(Progress(video=name, stage="store", done=duration, total=duration))
 

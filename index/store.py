@@ -2,7 +2,7 @@
 
 Layout of a library directory::
 
-    library.db              videos, scenes, clips, frames, words, texts (+ FTS5)
+    library.db              videos, scenes, clips, frames, words, events, texts (+ FTS5)
     vectors/<level>.<modality>.faiss   one FAISS index per (level, modality)
 
 Every row carries ``start``/``end`` seconds, so any hit is a moment. FAISS ids
@@ -42,7 +42,7 @@ from vdisc.errors import LibraryError
 
 from .vectors import VectorIndex
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Videos that readers (browse, search, ask) show: finished ones, and live ones
 # while a follower is still adding clips to them.
@@ -162,14 +162,37 @@ class Period(Base):
     ready: Mapped[bool] = mapped_column(default=False)
 
 
+class Event(Base):
+    """Something said or shown, with its true extent: an utterance or a text track (``index/events``).
+
+    ``bounds`` says where the edges may lie (start in [b0, b1], end in [b2, b3]):
+    exact for an utterance, between two OCR reads for a track, for ``ground``
+    to narrow down.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_video_start", "video_id", "start"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String)  # utterance | track
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    bounds: Mapped[list[Any]] = mapped_column(JSON)
+
+
+# The text modality of each event kind: an utterance is speech, a text track on-screen text.
+EVENT_MODALITY = {"utterance": "speech", "track": "ocr"}
+
+
 class TextChunk(Base):
-    """Searchable text of one unit (clip, scene, hour, day, video) in one modality."""
+    """Searchable text of one unit (event, clip, scene, hour, day, video) in one modality."""
 
     __tablename__ = "texts"
     id: Mapped[int] = mapped_column(primary_key=True)
     video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
-    level: Mapped[str] = mapped_column(String)  # clip | scene | hour | day | video
-    unit_id: Mapped[int] = mapped_column(Integer)  # clips.id / scenes.id / periods.id / videos.id
+    level: Mapped[str] = mapped_column(String)  # event | clip | scene | hour | day | video
+    unit_id: Mapped[int] = mapped_column(Integer)  # events.id / clips.id / scenes.id / periods.id / videos.id
     modality: Mapped[str] = mapped_column(String)  # speech | ocr | caption | summary
     start: Mapped[float] = mapped_column(Float)
     end: Mapped[float] = mapped_column(Float)
@@ -177,7 +200,8 @@ class TextChunk(Base):
 
 
 # The table behind each level's ids; hours and days share ``periods`` (filter on Period.level).
-UNIT_TABLES = {"video": Video, "day": Period, "hour": Period, "scene": Scene, "clip": Clip, "frame": Frame}
+UNIT_TABLES = {"video": Video, "day": Period, "hour": Period, "scene": Scene, "clip": Clip, "frame": Frame,
+               "event": Event}
 PERIOD_LEVELS: tuple[str, ...] = ("hour", "day")
 
 
@@ -211,8 +235,15 @@ def _migration_2(conn: Any) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_clips_video_start ON clips (video_id, start)"))
 
 
+def _migration_3(conn: Any) -> None:
+    """Events with their true extent (utterances, text tracks). Videos indexed before get theirs when
+    indexed again (``vdisc index --force``); until then their clips answer as before."""
+    Event.__table__.create(conn, checkfirst=True)
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_events_video_start ON events (video_id, start)"))
+
+
 # Append-only: migration N brings the schema from version N-1 to N.
-MIGRATIONS = [_migration_1, _migration_2]
+MIGRATIONS = [_migration_1, _migration_2, _migration_3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -236,7 +267,9 @@ class Store:
 
     # ---- schema -------------------------------------------------------------
     def _migrate(self) -> None:
-        with self.engine.begin() as conn:
+        # Two processes opening a new library at once (a reader polling while the indexer creates it)
+        # would both see no schema and both create the tables: the check and the migration hold a lock.
+        with _file_lock(self.home / "schema.lock"), self.engine.begin() as conn:
             conn.execute(text("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"))
             row = conn.execute(text("SELECT value FROM meta WHERE key='schema_version'")).first()
             version = int(row[0]) if row else 0
@@ -357,7 +390,7 @@ class Store:
             text_ids = s.scalars(select(TextChunk.id).where(TextChunk.video_id == video_id)).all()
         self.remove_vectors(ids, text_ids)
         with self.session() as s, s.begin():
-            for table in (TextChunk, Word, Frame, Clip, Scene, Period):
+            for table in (TextChunk, Event, Word, Frame, Clip, Scene, Period):
                 s.execute(delete(table).where(table.video_id == video_id))
             s.execute(delete(Video).where(Video.id == video_id))
 
@@ -411,7 +444,7 @@ class Store:
         with self.engine.connect() as conn:
             return {
                 name: int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
-                for name in ("videos", "scenes", "clips", "frames", "words", "texts", "periods")
+                for name in ("videos", "scenes", "clips", "frames", "words", "texts", "periods", "events")
             }
 
 
@@ -436,6 +469,24 @@ def recorded_models(db_path: Path) -> dict[str, str]:
         except sqlite3.DatabaseError:
             return {}
     return json.loads(row[0]) if row else {}
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock across processes for a short critical section (none where it cannot be had)."""
+    try:
+        import fcntl
+
+        fh = path.open("a+")
+    except (ImportError, OSError):  # Windows, or a read-only library: nothing to migrate there anyway
+        yield
+        return
+    with fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -3,11 +3,13 @@
 File indexing, live following, resume and settling all write through here:
 
     VideoWriter.add(batch)   scenes grouped online (the same rule for a whole file
-                             or clip by clip), clip / frame / word rows, text rows,
-                             then their text and visual vectors, then the video's
+                             or clip by clip), clip / frame / word rows, the events
+                             (utterances, text tracks) that ended, text rows, then
+                             their text and visual vectors, then the video's
                              duration (the high-water mark) moves past the batch
-    VideoWriter.finish()     the open scene's texts and vector, then finish_video:
-                             summary, video vector, hour/day periods, status "done"
+    VideoWriter.finish()     the open scene's texts and vector, the open events,
+                             then finish_video: summary, video vector, hour/day
+                             periods, status "done"
 
 Rows are committed before vectors, and the mark moves last, so after a crash
 everything before ``videos.duration`` has rows and vectors; ``drop_after``
@@ -27,11 +29,12 @@ from sqlalchemy import delete, select, update
 
 from vdisc.config import Settings
 
+from .events import EventSpan, TrackBuilder, UtteranceBuilder, utterance_span, utterances
 from .memory import consolidate
 from .models import Registry
 from .perceive import ClipResult
 from .segment import ClipSpan, joins_scene
-from .store import Clip, Frame, Scene, Store, TextChunk, Video, Word, now_iso
+from .store import EVENT_MODALITY, Clip, Event, Frame, Scene, Store, TextChunk, Video, Word, now_iso
 from .vectors import VectorIndex
 
 SUMMARY_CHARS = 2000  # bound on the video-level digest text
@@ -56,7 +59,8 @@ class _OpenScene:
 class VideoWriter:
     """Writes one video's clips, batch by batch, into the library; numbering continues from what is stored."""
 
-    def __init__(self, store: Store, registry: Registry, settings: Settings, video_id: int) -> None:
+    def __init__(self, store: Store, registry: Registry, settings: Settings, video_id: int,
+                 start: float = 0.0) -> None:
         self.store, self.registry, self.settings = store, registry, settings
         self.video_id = video_id
         with store.session() as s:
@@ -64,8 +68,9 @@ class VideoWriter:
                                  .order_by(Scene.idx.desc()).limit(1))
         self.n_scenes = 0 if scene_idx is None else scene_idx + 1
         self.scene: _OpenScene | None = None
-        self.end = 0.0  # where the last batch ended
-        self.scenes = self.frames = self.words = 0  # written by this writer
+        self.utterances, self.tracks = UtteranceBuilder(), TrackBuilder(start)  # events still going on
+        self.end = start  # where the last batch ended (media time)
+        self.scenes = self.frames = self.words = self.events = 0  # written by this writer
 
     def add(self, batch: list[ClipResult]) -> None:
         """Commit ``batch`` (consecutive clips, in order): rows, then vectors, then the high-water mark."""
@@ -111,6 +116,9 @@ class VideoWriter:
                 texts.extend(clip_texts(clip))
             for sc in closed:
                 texts.extend(self._scene_texts(sc))
+            words = sorted((w for r in batch for w in r.words), key=lambda w: w.start)
+            reads = sorted((read for r in batch for read in r.ocr_reads), key=lambda read: read[0])
+            texts.extend(self._write_events(s, self.utterances.feed(words) + self.tracks.feed(reads)))
             s.add_all(frame_rows)
             s.add_all(texts)
             s.flush()
@@ -128,21 +136,27 @@ class VideoWriter:
             s.execute(update(Video).where(Video.id == self.video_id).values(duration=self.end))
 
     def close_scene(self) -> None:
-        """Write the open scene's texts and vector (the next clip starts a new scene)."""
+        """Write the open scene's texts and vector and the events still going on (the media stops here)."""
         sc, self.scene = self.scene, None
-        if sc is None:
-            return
         with self.store.session() as s, s.begin():
-            texts = self._scene_texts(sc)
+            texts = self._scene_texts(sc) if sc is not None else []
             s.add_all(texts)
-        touched = add_text_vectors(self.store, self.registry, texts) | self._add_visual([], [], [], [], [sc])
+            texts += self._write_events(s, self.utterances.close() + self.tracks.close(self.end))
+        touched = add_text_vectors(self.store, self.registry, texts)
+        if sc is not None:
+            touched |= self._add_visual([], [], [], [], [sc])
         for index in touched:
             index.save()
 
     def finish(self, channels: list[str] | None = None, **video: Any) -> None:
-        """Close the open scene, then finish the video (summary, video vector, periods, "done")."""
+        """Close the open scene and events, then finish the video (summary, video vector, periods, "done")."""
         self.close_scene()
         finish_video(self.store, self.registry, self.settings, self.video_id, channels, **video)
+
+    def _write_events(self, s: Any, spans: list[EventSpan]) -> list[TextChunk]:
+        """Event rows for these spans and their text rows, added to the open session ``s``."""
+        self.events += len(spans)
+        return write_events(s, self.video_id, spans)
 
     def _scene_texts(self, sc: _OpenScene) -> list[TextChunk]:
         scene = Scene(id=sc.id, video_id=self.video_id, start=sc.start, end=sc.end)  # as it is now
@@ -219,6 +233,18 @@ def dedupe_join(parts: Iterable[str]) -> str:
 def mean_unit(vecs: np.ndarray) -> np.ndarray:
     m = np.asarray(vecs, np.float32).mean(axis=0)
     return (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)
+
+
+def write_events(s: Any, video_id: int, spans: list[EventSpan]) -> list[TextChunk]:
+    """Add event rows for ``spans`` and their text rows (one each) to session ``s``; returns the text rows."""
+    rows = [Event(video_id=video_id, kind=e.kind, start=e.start, end=e.end, text=e.text, bounds=list(e.bounds))
+            for e in spans if e.text]
+    s.add_all(rows)
+    s.flush()
+    texts = [TextChunk(video_id=video_id, level="event", unit_id=e.id, modality=EVENT_MODALITY[e.kind],
+                       start=e.start, end=e.end, text=e.text) for e in rows]
+    s.add_all(texts)
+    return texts
 
 
 # ---- vectors ------------------------------------------------------------------
@@ -306,10 +332,12 @@ def drop_after(store: Store, video_id: int, t: float) -> None:
         frames = s.scalars(select(Frame.id).where(Frame.clip_id.in_(clips))).all()
         scenes = s.scalars(select(Scene.id).where(Scene.video_id == video_id, Scene.start >= t - 1e-6)).all()
         texts = s.scalars(select(TextChunk.id).where(
-            TextChunk.video_id == video_id, TextChunk.level.in_(("clip", "scene")), TextChunk.end > t + 1e-6)).all()
+            TextChunk.video_id == video_id, TextChunk.level.in_(("event", "clip", "scene")),
+            TextChunk.end > t + 1e-6)).all()
     store.remove_vectors({"frame": frames, "clip": clips, "scene": scenes}, texts)
     with store.session() as s, s.begin():
         s.execute(delete(TextChunk).where(TextChunk.id.in_(texts)))
+        s.execute(delete(Event).where(Event.video_id == video_id, Event.end > t + 1e-6))
         s.execute(delete(Word).where(Word.clip_id.in_(clips)))
         s.execute(delete(Frame).where(Frame.id.in_(frames)))
         s.execute(delete(Clip).where(Clip.id.in_(clips)))
@@ -325,8 +353,28 @@ def settle_dead_followers(store: Store, registry: Registry, settings: Settings) 
     for vid, _, duration in stale:
         drop_after(store, vid, float(duration))
         _rebuild_last_scene(store, registry, vid)
+        _rebuild_open_utterances(store, registry, vid)
         finish_video(store, registry, settings, vid)
     return [name for _, name, _ in stale]
+
+
+def _rebuild_open_utterances(store: Store, registry: Registry, video_id: int) -> None:
+    """Utterances a dead follower had not closed, made again from its stored words.
+
+    (Text tracks still open then are not rebuilt: the times of OCR reads are not
+    stored. Their lines stay searchable in their clips.)
+    """
+    with store.session() as s:
+        after = s.scalar(select(Event.end).where(Event.video_id == video_id, Event.kind == "utterance")
+                         .order_by(Event.end.desc()).limit(1))
+        words = s.scalars(select(Word).where(Word.video_id == video_id, Word.start >= (after or 0.0) - 1e-6)
+                          .order_by(Word.start)).all()
+    if not words:
+        return
+    with store.session() as s, s.begin():
+        texts = write_events(s, video_id, [utterance_span(u) for u in utterances(words)])
+    for index in add_text_vectors(store, registry, texts):
+        index.save()
 
 
 def _rebuild_last_scene(store: Store, registry: Registry, video_id: int) -> None:

@@ -47,7 +47,7 @@ def test_search_json_matches_the_schema(talk_library):
         assert set(hit) == set(types)
         for key, typ in types.items():
             assert isinstance(hit[key], typ) or (typ is float and isinstance(hit[key], int)), (key, hit[key])
-        assert hit["level"] in ("video", "scene", "clip", "frame")
+        assert hit["level"] in ("video", "scene", "clip", "event", "frame")
         assert 0 <= hit["start"] <= hit["end"]
     assert data["hits"][0]["video"] == "talk.mp4"
     assert "umbrella" in data["hits"][0]["snippet"].lower()

@@ -49,18 +49,20 @@ def test_a_version_1_library_migrates_in_place(tmp_path):
     with sqlite3.connect(home / "library.db") as conn:
         conn.executescript((FIXTURES / "library_v1.sql").read_text())
     store = Store(home, create=False)
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     with sqlite3.connect(home / "library.db") as conn:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(videos)")}
         indexes = {row[1] for row in conn.execute("PRAGMA index_list(clips)")}
+        events = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
     assert "started_at" in columns and "ix_clips_video_start" in indexes
+    assert {"kind", "start", "end", "text", "bounds"} <= events  # migration 3: events with their extent
     with store.session() as s:
         v = s.get(Video, 1)
         assert v.started_at == "" and v.status == "done" and v.name == "old.mp4"
         assert [c.id for c, _ in store.fts(s, "harbour")] == [2]  # the old word index still answers
         s.add(Period(video_id=1, level="hour", idx=0, start=0.0, end=30.0, said="x"))
         s.commit()
-    assert Store(home).schema_version == 2  # opening again migrates nothing twice
+    assert Store(home).schema_version == SCHEMA_VERSION  # opening again migrates nothing twice
     store.delete_video(1)
     assert all(n == 0 for n in store.counts().values())
 

@@ -64,7 +64,7 @@ def _snapshot(home: Path) -> dict:
         clips = conn.execute("SELECT idx, round(start, 3), round(end, 3), shot, transcript, ocr_text "
                              "FROM clips ORDER BY idx").fetchall()
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("videos", "scenes", "clips", "frames", "words", "texts")}
+                  for t in ("videos", "scenes", "clips", "frames", "words", "texts", "events")}
     vectors = {p.stem: len(VectorIndex(p)) for p in sorted((home / "vectors").glob("*.faiss"))}
     lib = Library(home)
     results = {q: [(h.level, round(h.start, 2), round(h.end, 2)) for h in lib.search(q, top_k=5).hits]
@@ -74,11 +74,14 @@ def _snapshot(home: Path) -> dict:
 
 def _assert_consistent(home: Path, finished: bool = True) -> None:
     """doctor's integrity checks: every row of a finished video has its vector, every vector its row,
-    no duplicates (a killed run's unfinished video may lack vectors; the next run removes it)."""
+    no duplicates, every event its text (a killed run's unfinished video may lack vectors; the next run
+    removes it)."""
     from vdisc.doctor import _library_checks
 
-    checks = [c for c in _library_checks(Library(home)) if c["name"].startswith("vectors ")]
+    report = _library_checks(Library(home))
+    checks = [c for c in report if c["name"].startswith("vectors ")]
     assert checks or not finished, "a finished library has vector indexes"
+    checks += [c for c in report if c["name"] == "events"]
     assert all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
 
 

@@ -16,12 +16,12 @@ import numpy as np
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from vdisc.index.store import Frame, Word
+from vdisc.index.events import utterances
+from vdisc.index.store import Event, Frame, Word
 
 from .context import ToolContext
 from .search import TEXT_FLOOR
 
-PHRASE_GAP = 0.6  # seconds of silence that end a phrase
 TEXT_MATCH = TEXT_FLOOR  # the same bar search uses for "this text is about the query"
 VISUAL_DROP = 0.02  # a frame within this of the peak similarity belongs to the peak's span
 # CLIP-style text-image cosine: ~0.18 for unrelated pairs, ~0.32 for a clear match (ViT-B/32 class).
@@ -41,6 +41,7 @@ class Shown(BaseModel):
     end: float
     text: str
     score: float = 0.0
+    bounds: tuple[float, float, float, float] | None = None  # a text track's: where its edges may lie
 
 
 class FrameScore(BaseModel):
@@ -57,23 +58,17 @@ class Located:
     text: str
 
 
-def phrases(words: Sequence[Any], gap: float = PHRASE_GAP) -> list[Spoken]:
-    """Split timed words into phrases at pauses and sentence ends."""
-    out: list[Spoken] = []
-    cur: list[Any] = []
-    for w in words:
-        if cur and (w.start - cur[-1].end > gap or re.search(r"[.?!]$", cur[-1].text)):
-            out.append(_phrase(cur))
-            cur = []
-        cur.append(w)
-    if cur:
-        out.append(_phrase(cur))
-    return out
+def phrases(words: Sequence[Any]) -> list[Spoken]:
+    """Timed words as utterances (split at sentence ends and pauses, the index's rule)."""
+    return [Spoken(start=round(u[0].start, 3), end=round(u[-1].end, 3), text=" ".join(w.text for w in u))
+            for u in utterances(words)]
 
 
-def _phrase(words: list[Any]) -> Spoken:
-    return Spoken(start=round(words[0].start, 3), end=round(words[-1].end, 3),
-                  text=" ".join(w.text for w in words))
+def tracks_in(session: Any, video_id: int, lo: float, hi: float) -> list[Shown]:
+    """The text tracks (on-screen lines with their whole extent) overlapping [lo, hi], unclamped."""
+    rows = session.scalars(select(Event).where(Event.video_id == video_id, Event.kind == "track",
+                                               Event.end > lo, Event.start < hi).order_by(Event.start)).all()
+    return [Shown(start=e.start, end=e.end, text=e.text, bounds=tuple(e.bounds)) for e in rows]
 
 
 def indexed_text(session: Any, video_id: int, lo: float, hi: float) -> list[Shown]:

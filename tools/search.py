@@ -45,7 +45,9 @@ RRF_K = 60  # the usual RRF constant: flattens the head so no single list domina
 TEXT_FLOOR = 0.25  # cosine below which two sentence embeddings are unrelated
 DENSE_DEPTH = 20  # hits taken from each dense list
 FTS_DEPTH = 50  # hits taken from the word index
-LEVEL_WEIGHT = {"clip": 1.0, "scene": 0.7, "frame": 0.6, "hour": 0.45, "day": 0.4, "video": 0.4}
+# Events (utterances, text tracks) carry the true extent of what was said or shown; they vote a little
+# below the clip holding them, so a clip still leads while the event's own span comes with it.
+LEVEL_WEIGHT = {"clip": 1.0, "event": 0.9, "scene": 0.7, "frame": 0.6, "hour": 0.45, "day": 0.4, "video": 0.4}
 COARSE = frozenset({"scene", "hour", "day", "video"})  # levels that can contain a finer hit
 ORDER_FRACTION = 0.5  # with order earliest/latest: hits scoring at least this share of the best are relevant
 ORDER_POOL = 100  # units materialised to sort by time (the best-scored ones)
@@ -111,7 +113,7 @@ def search(
     time", "when did it begin", "the latest", "most recently".
 
     Hybrid search over speech, on-screen text, captions and visuals at clip,
-    scene, frame, hour, day and video level.
+    event (whole utterances and on-screen text tracks), scene, frame, hour, day and video level.
     """
     store, registry = ctx.store, ctx.registry
     from vdisc.index.store import TextChunk, Video
@@ -317,6 +319,8 @@ def _materialise(session: Any, unit: _Unit) -> tuple[int, float, float, str]:
         clip = session.get(Clip, row.clip_id)
         end = min(row.ts + 1.0, clip.end) if clip else row.ts + 1.0
         return (row.video_id, row.ts, end, _trim(unit.snippet or _clip_text(clip) or fallback))
+    if unit.level == "event":
+        return (row.video_id, row.start, row.end, _trim(unit.snippet or row.text))
     snippet = unit.snippet or (_clip_text(row) if unit.level == "clip" else "")
     return (row.video_id, row.start, row.end, _trim(snippet or fallback))
 

@@ -1,0 +1,156 @@
+"""Events with their true extent: utterances and text tracks, indexed, searched and grounded.
+
+events.mp4 (scripts/make_fixtures.py) holds a sign that stays up for 15 s across
+the 20 s boundary of its 10 s clips, and a warning of two sentences spoken as one
+utterance; events.json has their true spans.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vdisc import Library
+from vdisc.index.events import TrackBuilder, UtteranceBuilder, same_line, utterances
+
+from conftest import FIXTURES
+from live_stream import Publisher, make_segments
+from test_resume import _assert_consistent
+
+TRUTH = json.loads((FIXTURES / "events.json").read_text())
+SIGN = TRUTH["onscreen"][0]
+WARNING = TRUTH["speech"][1]
+EDGE = 0.5  # seconds: how close a grounded edge must be to the truth
+
+
+@dataclass
+class W:
+    start: float
+    end: float
+    text: str
+
+
+def _events(home: Path) -> list[tuple[str, float, float, str]]:
+    with sqlite3.connect(home / "library.db") as conn:
+        return conn.execute("SELECT kind, start, end, text FROM events ORDER BY start").fetchall()
+
+
+@pytest.fixture(scope="module")
+def events_library(tmp_path_factory, test_models):
+    home = tmp_path_factory.mktemp("events-lib")
+    models = {**test_models, "visual": "none"}  # words and text decide here; pictures would only add noise
+    (report,) = Library(home, device="cpu", models=models).index(FIXTURES / "events.mp4")
+    assert report.status == "indexed", report.reason
+    return home, report
+
+
+# ---- the builders -------------------------------------------------------------------
+def test_utterances_split_at_sentence_ends_and_pauses_and_carry_over_batches():
+    words = [W(0.0, 0.3, "Attention,"), W(0.4, 0.7, "the"), W(0.8, 1.2, "bridge"), W(1.3, 1.6, "closed."),
+             W(1.9, 2.2, "Use"), W(2.3, 2.6, "the"), W(2.7, 3.0, "tunnel"), W(4.5, 4.8, "Next"), W(4.9, 5.2, "item")]
+    assert [(u[0].start, u[-1].end) for u in utterances(words)] == [(0.0, 1.6), (1.9, 3.0), (4.5, 5.2)]
+    b = UtteranceBuilder()
+    got = b.feed(words[:5]) + b.feed(words[5:]) + b.close()  # a batch ends mid-utterance
+    assert [(e.start, e.end, e.text) for e in got] == [(0.0, 1.6, "Attention, the bridge closed."),
+                                                        (1.9, 3.0, "Use the tunnel"), (4.5, 5.2, "Next item")]
+
+
+def test_tracks_follow_a_line_across_reads_and_start_again_when_it_changes():
+    assert same_line("NORTH GATE CLOSED", "N0RTH GATE CLOSED") and not same_line("GATE 7", "GATE 9 OPEN")
+    reads = [(0.0, []), (3.0, ["EXIT 4"]), (6.0, ["EXlT 4"]), (9.0, ["EXIT 4", "SALE"]), (12.0, ["EXIT 5"]),
+             (15.0, [])]
+    b = TrackBuilder()
+    got = b.feed(reads[:3]) + b.feed(reads[3:]) + b.close(18.0)
+    tracks = {(e.text, e.bounds) for e in got}
+    # EXIT 4 first read at 3 (absent at 0), last at 9 (gone at 12): OCR noise ("EXlT") does not split it
+    assert ("EXIT 4", (0.0, 3.0, 9.0, 12.0)) in tracks
+    assert ("SALE", (6.0, 9.0, 9.0, 12.0)) in tracks
+    assert ("EXIT 5", (9.0, 12.0, 12.0, 15.0)) in tracks  # the text changed: a new track
+    exit4 = next(e for e in got if e.text == "EXIT 4")
+    assert (exit4.start, exit4.end) == (1.5, 10.5)  # each edge in the middle of where it may lie
+
+
+# ---- indexed, searched, grounded ---------------------------------------------------------
+def test_a_sign_across_a_clip_boundary_is_one_track(events_library):
+    home, report = events_library
+    tracks = [e for e in _events(home) if e[0] == "track"]
+    assert [t[3] for t in tracks] == [SIGN["text"]]
+    _, start, end, _ = tracks[0]
+    assert start < 20.0 < end  # one event across the 20 s clip boundary
+    assert abs(start - SIGN["start"]) <= 2.0 and abs(end - SIGN["end"]) <= 2.5  # between OCR reads
+    assert report.events == len(_events(home))
+    _assert_consistent(home)
+
+
+@pytest.mark.parametrize("window", [(10.0, 20.0), (20.0, 30.0)])
+def test_the_sign_grounds_within_half_a_second_at_both_ends(events_library, window):
+    home, _ = events_library
+    g = Library(home).ground("events.mp4", *window, "the sign saying the north gate is closed")
+    assert g.source == "ocr"
+    assert abs(g.start - SIGN["start"]) <= EDGE and abs(g.end - SIGN["end"]) <= EDGE, (g.start, g.end)
+
+
+def test_a_two_sentence_warning_grounds_whole(events_library):
+    home, _ = events_library
+    utts = [e for e in _events(home) if e[0] == "utterance" and 29.0 < e[1] < 37.0]
+    assert len(utts) == 2  # Whisper ends the first sentence: two utterances in the index
+    g = Library(home).ground("events.mp4", 30.0, 33.0,
+                             "when are drivers warned the north bridge is closed and told to take the harbor tunnel")
+    assert g.source == "speech"
+    assert abs(g.start - WARNING["start"]) <= EDGE and abs(g.end - WARNING["end"]) <= EDGE, (g.start, g.end)
+
+
+def test_a_single_sentence_is_not_joined_to_an_unrelated_neighbour(events_library):
+    home, _ = events_library
+    g = Library(home).ground("events.mp4", 0.0, 6.0, "welcome to the evening traffic report")
+    first = TRUTH["speech"][0]
+    assert abs(g.start - first["start"]) <= EDGE and abs(g.end - first["end"]) <= EDGE, (g.start, g.end)
+
+
+def test_search_returns_the_event_with_its_extent(events_library):
+    home, _ = events_library
+    hits = Library(home).search("north gate closed", level="event").hits
+    assert hits and hits[0].snippet == SIGN["text"] and hits[0].start < 20.0 < hits[0].end
+    anywhere = Library(home).search("north gate closed", top_k=10).hits
+    assert any(h.level == "event" and h.start < 20.0 < h.end for h in anywhere)
+
+
+# ---- the same units from a live source, after a crash, and in doctor ---------------------------
+def test_following_the_video_gives_the_same_track_and_the_utterances(events_library, tmp_path, test_models):
+    home, _ = events_library
+    growing = tmp_path / "events.ts"
+    growing.touch()
+    Publisher(make_segments(FIXTURES / "events.mp4", tmp_path / "seg"), 0.0, growing=growing).start().done.wait(60)
+    lib = Library(tmp_path / "live", device="cpu", models={**test_models, "visual": "none"})
+    report = lib.follow(growing, idle=1.0).wait(timeout=300)
+    assert report.status == "ended", report.reason
+    live = _events(tmp_path / "live")
+    (track,) = [e for e in live if e[0] == "track"]
+    (want,) = [e for e in _events(home) if e[0] == "track"]
+    assert track[3] == want[3] and abs(track[1] - want[1]) <= 0.5 and abs(track[2] - want[2]) <= 0.5
+    spoken = [e for e in live if e[0] == "utterance"]
+    for line in TRUTH["speech"]:  # every spoken line is covered by utterances of its own time
+        assert any(e[1] <= line["start"] + 1.0 and e[2] >= line["end"] - 1.0
+                   or abs(e[1] - line["start"]) <= 1.0 for e in spoken), line
+    _assert_consistent(tmp_path / "live")
+
+
+def test_doctor_finds_an_event_without_its_text(events_library, tmp_path):
+    import shutil
+
+    from vdisc.doctor import _library_checks
+
+    home, _ = events_library
+    copy = tmp_path / "copy"
+    shutil.copytree(home, copy)
+    (check,) = [c for c in _library_checks(Library(copy)) if c["name"] == "events"]
+    assert check["ok"], check
+    with sqlite3.connect(copy / "library.db") as conn:
+        conn.execute("DELETE FROM texts WHERE level = 'event' AND id = (SELECT min(id) FROM texts "
+                     "WHERE level = 'event')")
+    (check,) = [c for c in _library_checks(Library(copy)) if c["name"] == "events"]
+    assert not check["ok"] and "1 without text rows" in check["detail"]
