@@ -7,33 +7,64 @@
 4. answer with the grounded span and the evidence it rests on, or say that
    nothing convincing was found (with the nearest evidence), never a guess.
 
-Time words are read first (``temporal``) and become search arguments: "the
-first time", "initially", "when did it begin" ask for the earliest relevant
-moment; "the latest", "most recently", "the last time", "now" for the most
-recent; "in the last 10 minutes", "in the past hour", "since 10 minutes ago"
-for the final stretch of each video (``last``); "since 1:20", "after 5
-minutes in" for moments after a time (``after``). With an order, candidates
-and inspected windows are taken in time order among the relevant ones (those
-scoring at least ``ORDER_FRACTION`` of the best), not by score alone.
+Time words are read once, by ``timewords.parse_time``, and become search
+arguments and steps:
+
+- a window ("between 1:00 and 2:00", "after 1:20", "before the 5 minute mark",
+  "in the first 20 seconds", "at 0:25", "in the last 10 minutes") goes into
+  every search call (``within`` / ``after`` / ``before`` / ``last``), and the
+  inspected and grounded windows, and the answer's span, are kept inside it;
+- an order ("the first time", "most recently") takes the candidates and the
+  inspected windows in time order among the relevant ones (those scoring at
+  least ``ORDER_FRACTION`` of the best), not by score alone;
+- an occurrence ("the second time") inspects the relevant candidates in time
+  order and answers with the N-th of those that hold up;
+- an anchor ("right after they mention rain", "while the title is shown") is
+  searched and grounded first; its extent makes the window (``anchor_focus``)
+  in which the question's own content is searched, in the same video, and the
+  answer grounds that target, not the anchor. A question that names no content
+  of its own ("what is shown right after ...") inspects the window and takes
+  the first (last, overlapping) line said or shown there, in the channel the
+  question names, else in another channel than the anchor's.
+
+The module is over 500 lines on purpose: the policy is one decision procedure
+(plan, its anchored and ordinal steps, the final answer) whose helpers are
+only used by it, and it reads best top to bottom in one place.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+import math
 import re
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.messages import AnyMessage
-from pydantic import BaseModel
 
 from vdisc.timefmt import hms
-from vdisc.tools.search import ORDER_FRACTION, parse_duration
+from vdisc.tools.search import ORDER_FRACTION
 
 from .answer import Observation, end_sentence, top_moment
+from .timewords import Anchor, TimeQuery, parse_time, search_arguments
 from .toolbox import Toolbox
 
 N_INSPECT = 2  # candidate windows zoomed into
 MIN_CONFIDENCE = 0.15  # below this the best moment is reported as "not found"
 EXTRA_SPAN_CONFIDENCE = 0.5  # other inspected windows this sure are listed as further spans
+OCCURRENCE_SPARE = 1  # candidates inspected beyond the N-th, so one false candidate does not shift the count
+# "right after X" / "right before X": the next (previous) moment, about one scene away; edited video cuts
+# every few seconds, so the next line said or shown is well inside this, and a later repeat usually is not
+RIGHT_AFTER_SECONDS = 30.0
+DURING_PAD = 2.0  # "while X": speech and on-screen text rarely start on the same frame
+OPEN_LOOK = RIGHT_AFTER_SECONDS  # how far past a one-sided bound ("after 1:20") a content-free question looks
+LOOK_OCR_STEP = 1.0  # seconds between text reads when a window is looked at whole: on-screen lines last longer
+LOOK_OCR_FRAMES = 16  # at most this many reads (OCR is the slow part of inspect), so long windows read sparser
+# a line picked by where it is (the first one after X) rather than by what it says: as sure as a good match
+# that ground could not confirm, enough to report, never more than a confirmed one
+LOOK_CONFIDENCE = 0.5
+MIN_WINDOW = 0.5  # seconds: a window clamped shorter than this holds too few frames to inspect
+SAME_WORDS = 0.5  # share of the target's keywords in the anchor's own evidence at which the anchor is the target
+SAME_MOMENT = 0.5  # share of an item inside the anchor (same channel) at which it is the anchor itself
 
 # Words that frame a question about a video rather than describe the moment.
 FRAMING = re.compile(
@@ -49,108 +80,12 @@ SPEECH_HINT = re.compile(r"\b(talk\w*|mention\w*|say|says|said|spoken|speak\w*|d
                          r"narrat\w*)\b", re.IGNORECASE)
 TEXT_HINT = re.compile(r"\b(shown|written|on (the )?screen|sign|text|read|title|displayed|label|caption)\b",
                        re.IGNORECASE)
+# Pro-forms that stand for any moment ("what happens", "anything seen"): not a description of one.
+GENERIC = re.compile(r"\b(happen\w*|going on|go(es)? on|occur\w*|see|seen|hear|heard|visible|there|anything|"
+                     r"something|everything|things?|words?|lines?|shows?)\b", re.IGNORECASE)
 HINT_BONUS = 0.3  # for an inspected window whose evidence is in the channel the question names
-
-# ---- time words ------------------------------------------------------------------
-_NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                 "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20,
-                 "thirty": 30, "forty": 40, "forty-five": 45, "fifty": 50, "sixty": 60, "ninety": 90,
-                 "few": 3, "a few": 3, "couple of": 2, "a couple of": 2, "half a": 0.5, "half an": 0.5, "half": 0.5}
-_NUM = (r"(?P<n>\d+(?:\.\d+)?|" + "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True))
-        + r")")
-_UNIT = r"(?P<u>seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d)"
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-# "in the last 10 minutes", "over the past hour", "during the previous half hour"
-_LAST_WINDOW = re.compile(r"\b(?:(?:in|during|within|over|for|from)\s+)?(?:the\s+)?(?:last|past|previous|final)\s+"
-                          r"(?:" + _NUM + r"\s*)?" + _UNIT + r"\b", re.IGNORECASE)
-# "in the last 1h30m", "since 2h30m ago": compact spans, read like --last
-_COMPACT = re.compile(r"\b(?:(?:in|during|within|over|for|from)\s+)?(?:the\s+)?(?:(?:last|past|previous|final)\s+"
-                      r"(?P<c>(?:\d+(?:\.\d+)?[dhms]){2,})|(?:since|from|after)\s+(?P<a>(?:\d+(?:\.\d+)?[dhms]){2,})"
-                      r"\s+ago)\b", re.IGNORECASE)
-# "since 10 minutes ago", "since an hour ago"
-_SINCE_AGO = re.compile(r"\b(?:since|from|after)\s+" + _NUM + r"\s*" + _UNIT + r"\s+ago\b", re.IGNORECASE)
-# "since 1:20", "after 0:05:00"
-_SINCE_CLOCK = re.compile(r"\b(?:since|after|from)\s+(?:the\s+)?(?P<t>\d+:\d{2}(?::\d{2})?(?:\.\d+)?)"
-                          r"(?:\s+mark)?\b", re.IGNORECASE)
-# "since 5 minutes in", "after the 10 minute mark", "from minute 5"
-_SINCE_IN = re.compile(r"\b(?:since|after|from)\s+(?:the\s+)?" + _NUM + r"[\s-]*" + _UNIT
-                       + r"(?:\s+(?:in|into(?:\s+the\s+\w+)?)|\s+mark)\b", re.IGNORECASE)
-_SINCE_UNIT_N = re.compile(r"\b(?:since|after|from)\s+(?P<u>second|minute|hour)\s+(?P<n>\d+(?:\.\d+)?)\b",
-                           re.IGNORECASE)
-_EARLIEST = re.compile(r"\b(?:for\s+the\s+(?:very\s+)?first\s+time|the\s+(?:very\s+)?first\s+time|first\s+time|"
-                       r"(?:the\s+)?(?:very\s+)?first|earliest|initially|at\s+first|originally|"
-                       r"to\s+begin\s+with|at\s+the\s+(?:start|beginning))\b", re.IGNORECASE)
-_BEGIN = re.compile(r"\b(?:begin|begins|began|beginning|start|starts|started|starting)\b", re.IGNORECASE)
-_WHEN = re.compile(r"\b(?:when|what\s+time|at\s+what\s+(?:point|time|moment)|which\s+(?:moment|point))\b",
-                   re.IGNORECASE)
-_LATEST = re.compile(r"\b(?:(?:the\s+)?most\s+recent(?:ly)?|(?:the\s+)?latest|lately|recently|"
-                     r"(?:for\s+)?the\s+last\s+time|last\s+time|currently|(?:right|just)\s+now|at\s+present|"
-                     r"presently|now|(?:the\s+)?last)\b", re.IGNORECASE)
-
-
-class TimeHint(BaseModel):
-    """What a question says about time, as search arguments, and the question without those words."""
-
-    order: Literal["relevance", "earliest", "latest"] = "relevance"
-    last: float | None = None  # seconds: only the final stretch of each video
-    after: float | None = None  # seconds from the start of the video
-    text: str
-
-    def search_args(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.order != "relevance":
-            out["order"] = self.order
-        if self.last is not None:
-            out["last"] = self.last
-        if self.after is not None:
-            out["after"] = self.after
-        return out
-
-
-def _amount(m: re.Match[str]) -> float:
-    n = (m.groupdict().get("n") or "1").lower()
-    value = float(n) if n[0].isdigit() else float(_NUMBER_WORDS[" ".join(n.split())])
-    return value * _UNIT_SECONDS[m.group("u")[0].lower()]
-
-
-def _clock(text: str) -> float:
-    seconds = 0.0
-    for part in text.split(":"):
-        seconds = seconds * 60 + float(part)
-    return seconds
-
-
-def temporal(question: str) -> TimeHint:
-    """The time words of a question (order, final window, start time) and the question without them.
-
-    Windows are read before single words, so "in the last 10 minutes" is a
-    window while "the last time" or "shown last" asks for the latest moment.
-    """
-    text, hint = question, TimeHint(text=question)
-    for pattern, kind in ((_COMPACT, "compact"), (_SINCE_AGO, "last"), (_LAST_WINDOW, "last"),
-                          (_SINCE_CLOCK, "clock"), (_SINCE_IN, "after"), (_SINCE_UNIT_N, "after")):
-        m = pattern.search(text)
-        if m is None:
-            continue
-        if kind in ("last", "compact"):
-            seconds = parse_duration(m.group("c") or m.group("a")) if kind == "compact" else _amount(m)
-            hint.last = seconds if hint.last is None else min(hint.last, seconds)
-        elif hint.after is None:
-            hint.after = _clock(m.group("t")) if kind == "clock" else _amount(m)
-        text = text[: m.start()] + " " + text[m.end():]
-    early, late = _EARLIEST.search(text), _LATEST.search(text)
-    begin = _BEGIN.search(text) if _WHEN.search(text) else None
-    early = min((m for m in (early, begin) if m is not None), key=lambda m: m.start(), default=None)
-    if early is not None and (late is None or early.start() <= late.start()):
-        hint.order = "earliest"
-        text = _EARLIEST.sub(" ", text)
-        text = _BEGIN.sub(" ", text) if begin is not None else text
-    elif late is not None:
-        hint.order = "latest"
-        text = _LATEST.sub(" ", text)
-    hint.text = " ".join(text.split()).strip(" ,.;:!?") or question.strip()
-    return hint
-
+RELATION_WORDS = {"after": "after", "right_after": "right after", "before": "before", "right_before": "right before",
+                  "during": "while"}
 
 STOP = frozenset(
     "a an and are as at be been but by for from has have he her his i if in into is it its me my of on or our she "
@@ -159,60 +94,278 @@ STOP = frozenset(
     "show shows screen video".split()
 )
 
+# The question's time words, for callers of the old names (one parser: timewords).
+TimeHint = TimeQuery
+temporal = parse_time
+
+
+@dataclass
+class Focus:
+    """Where and how the question's own moment is looked for: a window, an order, an anchor."""
+
+    lo: float | None = None  # seconds the moment must overlap (None: open)
+    hi: float | None = None
+    last: float | None = None
+    order: str = "relevance"
+    occurrence: int | None = None
+    video: str | None = None  # the anchor's video
+    pick: str = "overlap"  # for a content-free question: the "first", "last" or most "overlap"ping item
+    ref: tuple[float, float] | None = None  # what "overlap" is measured against
+    anchor: dict[str, Any] | None = None  # the grounded anchor: video, start, end, source, evidence, relation
+    anchor_step: int | None = None
+
+    @classmethod
+    def of(cls, when: TimeQuery) -> "Focus":
+        lo, hi = when.bounds()
+        pick = "overlap" if lo is not None and hi is not None else "first" if lo is not None else "last"
+        return cls(lo=lo, hi=hi, last=when.last, order=when.order, occurrence=when.occurrence, pick=pick,
+                   ref=(lo, hi) if lo is not None and hi is not None else None)
+
+    def bounded(self) -> bool:
+        return self.lo is not None or self.hi is not None
+
+    def empty(self) -> bool:
+        return self.lo is not None and self.hi is not None and self.hi - self.lo < MIN_WINDOW
+
+    def search_args(self) -> dict[str, Any]:
+        out = search_arguments(self.order, self.occurrence, self.last, self.lo, self.hi)
+        return {**out, "video": self.video} if self.video is not None else out
+
+    def clamp(self, start: float, end: float, least: float = MIN_WINDOW) -> tuple[float, float] | None:
+        """[start, end] cut to the window; None when less than ``least`` seconds of it is inside."""
+        a = start if self.lo is None else max(start, self.lo)
+        b = end if self.hi is None else min(end, self.hi)
+        return (round(a, 3), round(b, 3)) if b - a >= least else None
+
+    def look(self) -> tuple[float, float]:
+        """The window a content-free question inspects whole: one-sided bounds look OPEN_LOOK seconds on."""
+        if self.pick == "first" or self.hi is None:
+            lo = self.lo or 0.0
+            return lo, lo + OPEN_LOOK if self.hi is None else min(self.hi, lo + OPEN_LOOK)
+        if self.pick == "last" or self.lo is None:
+            return max(self.lo or 0.0, self.hi - OPEN_LOOK), self.hi
+        return self.lo, self.hi
+
+
+def anchor_focus(when: TimeQuery, anchor: Anchor, found: dict[str, Any]) -> Focus:
+    """The window an anchor moment [start, end] makes for its relation, inside the question's own window.
+
+    right after: [end, end + RIGHT_AFTER_SECONDS]; after: [end, end of video]; right before and before
+    the same on the other side of start; during: [start, end] widened by DURING_PAD. After-relations take
+    the target's earliest relevant moment, before-relations its latest, unless the question orders them.
+    """
+    a0, a1 = float(found["start"]), float(found["end"])
+    rel = anchor.relation
+    if rel == "right_after":
+        lo, hi, pick = a1, a1 + RIGHT_AFTER_SECONDS, "first"
+    elif rel == "after":
+        lo, hi, pick = a1, None, "first"
+    elif rel == "right_before":
+        lo, hi, pick = max(0.0, a0 - RIGHT_AFTER_SECONDS), a0, "last"
+    elif rel == "before":
+        lo, hi, pick = None, a0, "last"
+    else:
+        lo, hi, pick = max(0.0, a0 - DURING_PAD), a1 + DURING_PAD, "overlap"
+    qlo, qhi = when.bounds()
+    lo = qlo if lo is None else lo if qlo is None else max(lo, qlo)
+    hi = qhi if hi is None else hi if qhi is None else min(hi, qhi)
+    order = when.order
+    if order == "relevance" and when.occurrence is None and pick != "overlap":
+        order = "earliest" if pick == "first" else "latest"
+    return Focus(lo=lo, hi=hi, last=when.last, order=order, occurrence=when.occurrence, video=found["video"],
+                 pick=pick, ref=(a0, a1), anchor={**found, "relation": rel})
+
 
 class OfflinePlanner:
     name = "offline"
+    max_steps = 12
 
     def start(self, question: str, video: str | None, toolbox: Toolbox, max_steps: int) -> list[AnyMessage]:
+        self.max_steps = max_steps
         return []  # no conversation: the policy reads the observations
 
     def plan(self, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
         obs: list[Observation] = state.get("observations", [])
-        done = {o.tool for o in obs}
         question = state["question"]
-        if must_answer:
-            return {"final": self._final(question, obs)}
-        when = temporal(question)
-        if "search" not in done:
-            extra = when.search_args()
-            calls = [_call("search", {"query": q, "top_k": 10, **extra}) for q in phrasings(question)]
-            hint = channel_hint(question)
-            if hint:
-                calls.append(_call("search", {"query": content(question), "top_k": 10, "modality": hint, **extra}))
-            return {"calls": calls}
-        if "inspect" not in done:
-            windows = candidates(obs, when.order)[:N_INSPECT]
-            if not windows:
-                return {"final": self._final(question, obs)}
-            return {"calls": [_call("inspect", {"video": v, "start": a, "end": b, "question": content(question)})
-                              for v, a, b in windows]}
-        if "ground" not in done:
-            best = _best_inspect(obs, candidates(obs, when.order), channel_hint(question), when.order)
-            if best is None:
-                return {"final": self._final(question, obs)}
-            r = best.result
-            return {"calls": [_call("ground", {"video": r["video"], "start": r["best_start"], "end": r["best_end"],
-                                               "query": content(question)})]}
-        return {"final": self._final(question, obs)}
+        when = parse_time(question)
+        if when.anchor is None:
+            focus, text, tobs = Focus.of(when), when.text, obs
+        else:
+            staged = self._anchor(when, obs, must_answer)
+            if "decision" in staged:
+                return staged["decision"]
+            focus, text, tobs = staged["focus"], staged["text"], staged["obs"]
+        return self._target(text, focus, tobs, state, must_answer)
 
-    def _final(self, question: str, obs: list[Observation]) -> dict[str, Any]:
+    # ---- the anchor: searched and grounded first; its extent makes the window -----------------
+    def _anchor(self, when: TimeQuery, obs: list[Observation], must_answer: str | None) -> dict[str, Any]:
+        anchor = when.anchor
+        assert anchor is not None
+        grounds = [o for o in obs if o.tool == "ground"]
+        if not grounds:  # the anchor phase: every observation so far is about the anchor
+            if must_answer or "search" in {o.tool for o in obs}:
+                picked = None if must_answer else _pick_anchor(obs, anchor, Focus.of(when))
+                if picked is None:
+                    why = (f'the search stopped before "{anchor.text}", the moment the question is placed '
+                           "against, was found" if must_answer else
+                           f'nothing in the library clearly matches "{anchor.text}", the moment the question is '
+                           "placed against")
+                    return {"decision": {"final": {"answer": f"Not found: {why}.", "spans": [],
+                                                   "evidence": sorted({o.step for o in obs})}}}
+                v, a, b = picked
+                return {"decision": {"calls": [_call("ground", {"video": v, "start": a, "end": b,
+                                                                "query": describe(anchor.text)})]}}
+            # the question's window bounds the anchor too; the anchor's own order words choose among its moments
+            window = {k: v for k, v in Focus.of(when).search_args().items() if k != "order"}
+            extra = {**window, **anchor.search_args()}
+            calls = [_call("search", {"query": q, "top_k": 10, **extra}) for q in queries(anchor.text)]
+            hint = channel_hint(anchor.text)
+            if hint:
+                calls.append(_call("search", {"query": describe(anchor.text), "top_k": 10, "modality": hint,
+                                              **extra}))
+            return {"decision": {"calls": calls}}
+        g = grounds[0]
+        tobs = [o for o in obs if o.step > g.step]
+        if g.result is None or g.result["confidence"] < MIN_CONFIDENCE:
+            # no clear anchor moment: the relation word may have been content ("call after dinner"); ask
+            # the whole question without the relation, in the question's own window
+            return {"focus": Focus.of(when), "text": f"{when.text} {anchor.text}", "obs": tobs}
+        found = {k: g.result[k] for k in ("video", "start", "end", "source", "evidence")}
+        if has_content(when.text) and _shares_words(when.text, found["evidence"]):
+            # the anchor moment itself holds what the question asks for ("when do they say to bring an
+            # umbrella before the rain"): the relation words were content, so ask the whole question
+            return {"focus": Focus.of(when), "text": f"{when.text} {anchor.text}", "obs": tobs}
+        focus = anchor_focus(when, anchor, found)
+        focus.anchor_step = g.step
+        if focus.empty():
+            return {"decision": {"final": {
+                "answer": f"Not found: the window {RELATION_WORDS[anchor.relation]} {hms(found['start'])}–"
+                          f"{hms(found['end'])} in {found['video']} lies outside the times the question names.",
+                "spans": [], "evidence": [g.step]}}}
+        return {"focus": focus, "text": when.text, "obs": tobs}
+
+    # ---- the question's own moment, inside the focus ----------------------------------------------
+    def _target(self, text: str, focus: Focus, obs: list[Observation], state: dict[str, Any],
+                must_answer: str | None) -> dict[str, Any]:
+        done = {o.tool for o in obs}
+        hint = channel_hint(text)
+        query = describe(text)
+        video = focus.video or state.get("video")
+        ranked = [c for c in (_clamped(focus, w) for w in candidates(obs, focus.order)) if c is not None]
+        # a question that names nothing of its own ("what is shown right after X") is answered by looking
+        # at the whole window; one that names something the window does not hold is "not found"
+        looking = focus.bounded() and not has_content(text)
+        looked = self._looked(obs, focus, hint) if looking else None
+        if must_answer and not obs and focus.anchor is not None:
+            a = focus.anchor
+            return {"final": {"answer": f"Not found: the search stopped after finding the moment the question is "
+                                        f"placed against ({hms(a['start'])}–{hms(a['end'])} in {a['video']}), "
+                                        f"before the moment {RELATION_WORDS[a['relation']]} it was looked at.",
+                              "spans": [], "evidence": [focus.anchor_step]}}
+        if must_answer:
+            return {"final": self._final(obs, focus, looked)}
+        if "inspect" not in done:
+            if looking and video is not None:
+                return self._look(video, focus, query)
+            if "search" not in done:
+                extra = focus.search_args()
+                calls = [_call("search", {"query": q, "top_k": 10, **extra}) for q in queries(text)]
+                if hint:
+                    calls.append(_call("search", {"query": query, "top_k": 10, "modality": hint, **extra}))
+                return {"calls": calls}
+            if looking and (video or _top_video(obs)) is not None:
+                return self._look(video or _top_video(obs), focus, query)
+            if not ranked:
+                return {"final": self._final(obs, focus)}
+            room = max(1, self.max_steps - state.get("steps", 0) - 1)  # keep a step for ground
+            n = focus.occurrence + OCCURRENCE_SPARE if focus.occurrence else N_INSPECT
+            return {"calls": [_call("inspect", {"video": v, "start": a, "end": b, "question": query})
+                              for v, a, b in ranked[: min(n, room)]]}
+        if "ground" not in done:
+            inspected = [o for o in obs if o.tool == "inspect" and o.result]
+            if looking and len(inspected) == 1:
+                r = inspected[0].result
+                if looked is not None:  # ground the line the relation points at, by its own words
+                    v, a, b, q = looked["video"], looked["start"], looked["end"], looked["text"]
+                else:
+                    v, a, b, q = r["video"], r["best_start"], r["best_end"], query
+                return {"calls": [_call("ground", {"video": v, "start": a, "end": b, "query": q})]}
+            if focus.occurrence:
+                best = _nth_inspect(inspected, hint, focus.order, focus.occurrence)
+                if best is None:
+                    return {"final": self._final(obs, focus, short=len(_relevant(inspected, hint)))}
+            else:
+                best = _best_inspect(obs, ranked, hint, focus.order)
+            if best is None:
+                return {"final": self._final(obs, focus)}
+            r = best.result
+            window = focus.clamp(r["best_start"], r["best_end"], least=0.0) or (r["best_start"], r["best_end"])
+            return {"calls": [_call("ground", {"video": r["video"], "start": window[0], "end": window[1],
+                                               "query": query})]}
+        return {"final": self._final(obs, focus, looked)}
+
+    def _look(self, video: str, focus: Focus, query: str) -> dict[str, Any]:
+        """Inspect the whole focus window, reading its text often enough that each line's span is known to
+        within LOOK_OCR_STEP (a sparse read stretches a line over the gap to the next read frame)."""
+        a, b = focus.look()
+        reads = min(LOOK_OCR_FRAMES, max(4, math.ceil((b - a) / LOOK_OCR_STEP) + 1))
+        return {"calls": [_call("inspect", {"video": video, "start": round(a, 3), "end": round(b, 3),
+                                            "question": query, "ocr_frames": reads})]}
+
+    @staticmethod
+    def _looked(obs: list[Observation], focus: Focus, hint: str | None) -> dict[str, Any] | None:
+        """The line picked from the one whole-window inspection, with its video and step, if there is one."""
+        inspected = [o for o in obs if o.tool == "inspect" and o.result]
+        if len(inspected) != 1:
+            return None
+        item = _open_pick(inspected[0].result, focus, hint)
+        return None if item is None else {**item, "video": inspected[0].result["video"], "step": inspected[0].step}
+
+    def _final(self, obs: list[Observation], focus: Focus, looked: dict[str, Any] | None = None,
+               short: int | None = None) -> dict[str, Any]:
+        """The answer from the target's observations: the grounded span, kept inside the focus window.
+
+        A line picked by looking at the window is grounded by its own words; a ground that wandered off to
+        another line (nothing overlapping the picked one) is not that line, and the line's span as read
+        answers instead, as sure as LOOK_CONFIDENCE.
+        """
         grounded = [o for o in obs if o.tool == "ground" and o.result]
         inspected = [o for o in obs if o.tool == "inspect" and o.result]
-        if grounded and grounded[-1].result["confidence"] >= MIN_CONFIDENCE:
-            g = grounded[-1].result
-            spans = [{"video": g["video"], "start": g["start"], "end": g["end"], "confidence": g["confidence"]}]
-            for o in sorted(inspected, key=lambda o: -o.result["confidence"]):
-                r = o.result
-                far = all(r["video"] != s["video"] or r["best_end"] <= s["start"] or r["best_start"] >= s["end"]
-                          for s in spans)
-                if far and r["confidence"] >= EXTRA_SPAN_CONFIDENCE:
-                    spans.append({"video": r["video"], "start": r["best_start"], "end": r["best_end"],
-                                  "confidence": round(r["confidence"] * 0.8, 3)})
+        g = dict(grounded[-1].result, step=grounded[-1].step) if grounded else None
+        if looked is not None and (g is None or g["video"] != looked["video"] or g["end"] <= looked["start"]
+                                   or g["start"] >= looked["end"] or g["confidence"] < MIN_CONFIDENCE):
+            g = {"video": looked["video"], "start": looked["start"], "end": looked["end"],
+                 "confidence": LOOK_CONFIDENCE, "source": looked["channel"], "evidence": looked["text"],
+                 "step": looked["step"]}
+        span = None if g is None else (g["start"], g["end"]) if not focus.bounded() else focus.clamp(
+            g["start"], g["end"], least=1e-3)
+        if g is not None and span is not None and g["confidence"] >= MIN_CONFIDENCE:
+            spans = [{"video": g["video"], "start": span[0], "end": span[1], "confidence": g["confidence"]}]
+            if focus.occurrence is None and focus.anchor is None and looked is None:  # one moment: no extras
+                for o in sorted(inspected, key=lambda o: -o.result["confidence"]):
+                    r = o.result
+                    far = all(r["video"] != s["video"] or r["best_end"] <= s["start"] or r["best_start"] >= s["end"]
+                              for s in spans)
+                    inside = focus.clamp(r["best_start"], r["best_end"], least=0.0)
+                    if far and inside and r["confidence"] >= EXTRA_SPAN_CONFIDENCE:
+                        spans.append({"video": r["video"], "start": inside[0], "end": inside[1],
+                                      "confidence": round(r["confidence"] * 0.8, 3)})
             what = {"speech": "said", "ocr": "shown on screen", "visual": "seen"}.get(g["source"], "found")
             quote = f': "{g["evidence"]}"' if g["evidence"] else ""
-            text = end_sentence(f"At {hms(g['start'])}–{hms(g['end'])} in {g['video']} ({what}){quote}")
-            steps = [grounded[-1].step] + [o.step for o in inspected]
-            return {"answer": text, "spans": spans, "evidence": steps}
+            text = f"At {hms(span[0])}–{hms(span[1])} in {g['video']} ({what}){quote}"
+            steps = [g["step"]] + [o.step for o in inspected]
+            if focus.anchor is not None:
+                a = focus.anchor
+                said = {"speech": "said", "ocr": "shown", "visual": "seen"}.get(a["source"], "found")
+                about = f' ({said}: "{a["evidence"]}")' if a["evidence"] else ""
+                text += f", {RELATION_WORDS[a['relation']]} {hms(a['start'])}–{hms(a['end'])}{about}"
+                steps.append(focus.anchor_step)
+            return {"answer": end_sentence(text), "spans": spans,
+                    "evidence": list(dict.fromkeys(s for s in steps if s is not None))}
+        if short is not None:
+            return {"answer": f"Not found: only {short} matching moment{'s' if short != 1 else ''} were found, not a "
+                              f"{_ordinal(focus.occurrence or 1)} one.", "spans": [],
+                    "evidence": sorted({o.step for o in obs})}
         nearest = top_moment(obs, ("ground", "inspect", "search"))
         if nearest is not None:
             m, _ = nearest
@@ -224,16 +377,25 @@ class OfflinePlanner:
         return {"answer": "Not found: the search returned nothing for this question.", "spans": [], "evidence": []}
 
 
+# ---- the question's words ----------------------------------------------------------------------
+def describe(text: str) -> str:
+    """A text without its framing words (time words already read): the description of the moment."""
+    out = " ".join(FRAMING.sub(" ", text.replace("?", " ")).split()).strip(" ,.;:!")
+    return out or text.strip()
+
+
+def _keys(description: str) -> str:
+    words = [w for w in re.findall(r"[\w'-]+", description.lower()) if w not in STOP]
+    return " ".join(dict.fromkeys(words))
+
+
 def content(question: str) -> str:
     """The question without its framing and time words: the description of the moment."""
-    text = FRAMING.sub(" ", temporal(question.replace("?", " ")).text)
-    text = " ".join(text.split()).strip(" ,.;:!")
-    return text or question.strip()
+    return describe(parse_time(question.replace("?", " ")).text)
 
 
 def keywords(question: str) -> str:
-    words = [w for w in re.findall(r"[\w'-]+", content(question).lower()) if w not in STOP]
-    return " ".join(dict.fromkeys(words))
+    return _keys(content(question))
 
 
 def quoted(question: str) -> list[str]:
@@ -241,10 +403,23 @@ def quoted(question: str) -> list[str]:
             for q in pair if q.strip()]
 
 
+def queries(text: str) -> list[str]:
+    """Distinct search queries for a text without time words: quoted strings, its description, its keywords."""
+    description = describe(text)
+    out = [*quoted(text), description, _keys(description)]
+    return [q for q in dict.fromkeys(x for x in out if x)]
+
+
 def phrasings(question: str) -> list[str]:
     """Distinct search queries for a question: quoted strings, its content, its keywords."""
-    out = [*quoted(question), content(question), keywords(question)]
-    return [q for q in dict.fromkeys(x for x in out if x)]
+    return queries(parse_time(question).text)
+
+
+def has_content(text: str) -> bool:
+    """Whether a text (time words read) describes a moment, beyond question words, channel words and
+    pro-forms: "what is shown" and "what happens" do not, "when is the harbor sign shown" does."""
+    rest = GENERIC.sub(" ", TEXT_HINT.sub(" ", SPEECH_HINT.sub(" ", describe(text))))
+    return bool(quoted(text)) or bool(_keys(rest))
 
 
 def candidates(obs: list[Observation], order: str = "relevance") -> list[tuple[str, float, float]]:
@@ -286,6 +461,89 @@ def channel_hint(question: str) -> str | None:
     return "speech" if speech and not text else "ocr" if text and not speech else None
 
 
+def _shares_words(text: str, evidence: str) -> bool:
+    """Whether at least SAME_WORDS of a text's keywords occur in the evidence (compared by their first
+    five letters, so "launches" meets "launch")."""
+    keys = [w[:5] for w in _keys(describe(text)).split()]
+    said = {w[:5] for w in re.findall(r"[\w'-]+", evidence.lower())}
+    return bool(keys) and sum(k in said for k in keys) >= SAME_WORDS * len(keys)
+
+
+def _clamped(focus: Focus, window: tuple[str, float, float]) -> tuple[str, float, float] | None:
+    v, a, b = window
+    if focus.video is not None and v != focus.video:
+        return None
+    if not focus.bounded():
+        return window
+    inside = focus.clamp(a, b)
+    return None if inside is None else (v, *inside)
+
+
+def _top_video(obs: list[Observation]) -> str | None:
+    hits = [h for o in obs if o.tool == "search" and o.result for h in o.result["hits"]]
+    return max(hits, key=lambda h: h["score"])["video"] if hits else None
+
+
+def _pick_anchor(obs: list[Observation], anchor: Anchor, window: Focus) -> tuple[str, float, float] | None:
+    """The anchor's candidate window: the best, or the N-th in time order for "the second time"."""
+    order = anchor.search_args().get("order", "relevance")
+    ranked = [c for c in (_clamped(window, w) for w in candidates(obs, order)) if c is not None]
+    n = anchor.occurrence or 1
+    return ranked[n - 1] if len(ranked) >= n else None
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def _open_pick(r: dict[str, Any], focus: Focus, hint: str | None) -> dict[str, Any] | None:
+    """For a question that names no content ("what is shown right after X"): the line said or shown in the
+    inspected window that the relation points at (the first after, the last before, the most overlapping
+    during), in the channel the question names, else preferring another channel than the anchor's; the
+    anchor itself is never the answer."""
+    items = [{**x, "channel": "speech"} for x in r["spoken"]] + [{**x, "channel": "ocr"} for x in r["shown"]]
+    items = [x for x in items if len(x["text"].strip()) > 1 and x["end"] > x["start"]]
+    a = focus.anchor
+    if a is not None:
+        span = (a["start"], a["end"])
+        items = [x for x in items if x["channel"] != a["source"]
+                 or _overlap((x["start"], x["end"]), span) < SAME_MOMENT * (x["end"] - x["start"])]
+    if hint:
+        items = [x for x in items if x["channel"] == hint] or items
+    elif a is not None:
+        items = [x for x in items if x["channel"] != a["source"]] or items
+    if not items:
+        return None
+    if focus.pick == "first":
+        return min(items, key=lambda x: (x["start"], -x["score"]))
+    if focus.pick == "last":
+        return max(items, key=lambda x: (x["end"], x["score"]))
+    ref = focus.ref or (r["start"], r["end"])
+    return max(items, key=lambda x: (round(_overlap((x["start"], x["end"]), ref), 3), x["score"]))
+
+
+def _relevant(inspected: list[Observation], hint: str | None) -> list[Observation]:
+    """Inspected windows scoring at least ORDER_FRACTION of the best (with the channel bonus)."""
+    if not inspected:
+        return []
+
+    def score(o: Observation) -> float:
+        return o.result["confidence"] + (HINT_BONUS if hint and o.result["source"] == hint else 0.0)
+
+    best = max(score(o) for o in inspected)
+    return [o for o in inspected if score(o) >= ORDER_FRACTION * best and o.result["confidence"] >= MIN_CONFIDENCE]
+
+
+def _nth_inspect(inspected: list[Observation], hint: str | None, order: str, n: int) -> Observation | None:
+    """The N-th relevant inspected window in time order (from the end for "latest"), or None."""
+    relevant = _relevant(inspected, hint)
+    if order == "latest":
+        relevant.sort(key=lambda o: (-o.result["best_end"], -o.result["confidence"]))
+    else:
+        relevant.sort(key=lambda o: (o.result["best_start"], -o.result["confidence"]))
+    return relevant[n - 1] if len(relevant) >= n else None
+
+
 def _best_inspect(obs: list[Observation], ranked: list[tuple[str, float, float]],
                   hint: str | None = None, order: str = "relevance") -> Observation | None:
     """The inspected window to ground: its own confidence, plus a prior from its search rank (so a
@@ -313,8 +571,13 @@ def _best_inspect(obs: list[Observation], ranked: list[tuple[str, float, float]]
     return max(inspected, key=lambda o: o.result["confidence"] + prior(o))
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
 def _call(name: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"id": None, "name": name, "args": args}
 
 
-__all__ = ["OfflinePlanner", "TimeHint", "channel_hint", "content", "keywords", "phrasings", "quoted", "temporal"]
+__all__ = ["Focus", "OfflinePlanner", "TimeHint", "anchor_focus", "channel_hint", "content", "describe",
+           "has_content", "keywords", "phrasings", "queries", "quoted", "temporal"]

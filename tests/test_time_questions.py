@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from vdisc import ConfigError, Library
-from vdisc.agent.offline import content, phrasings, temporal
+from vdisc.agent.offline import content, phrasings
+from vdisc.agent.timewords import parse_time as temporal
 from vdisc.tools.search import parse_duration
 
 from test_cli import vdisc
@@ -163,6 +164,59 @@ def test_offline_planner_answers_time_questions(repeats_library, question, truth
     assert answer.spans, answer.answer
     top = answer.spans[0]
     assert _near((top.start, top.end), truth), (question, top, answer.answer)
+
+
+@pytest.mark.parametrize("window,args,truth", [
+    ("between 0:35 and 0:50", {"within": (35.0, 50.0)}, LAST),
+    ("in the first 15 seconds", {"within": (0.0, 15.0)}, FIRST),
+    ("before 0:15", {"before": 15.0}, FIRST),
+    ("after 0:35", {"after": 35.0}, LAST),
+])
+def test_a_window_restricts_every_search_and_the_answer(repeats_library, window, args, truth):
+    lib = Library(repeats_library)
+    plain = lib.ask("When is LIGHTHOUSE shown?")
+    assert plain.spans and _near((plain.spans[0].start, plain.spans[0].end), MIDDLE), plain.answer
+    answer = lib.ask(f"When is LIGHTHOUSE shown {window}?")
+    searches = [step for step in answer.trace if step.get("tool") == "search"]
+    assert searches and all({k: step["args"].get(k) for k in args} == args for step in searches), searches
+    lo, hi = args.get("within", (args.get("after", 0.0), args.get("before", DURATION)))
+    assert answer.spans, answer.answer
+    for span in answer.spans:  # every span lies in the window, and the top one is the occurrence inside it
+        assert lo - 1e-6 <= span.start < span.end <= hi + 1e-6, (span, answer.answer)
+    assert _near((answer.spans[0].start, answer.spans[0].end), truth), answer.answer
+    for step in answer.trace:  # inspected and grounded windows are clamped to it
+        if step.get("tool") == "inspect":
+            assert lo <= step["args"]["start"] and step["args"]["end"] <= hi, step
+
+
+@pytest.mark.parametrize("question,truth", [
+    ("When is LIGHTHOUSE shown for the second time?", MIDDLE),
+    ("When is LIGHTHOUSE shown for the third time?", LAST),
+    ("When is LIGHTHOUSE shown for the second-to-last time?", MIDDLE),
+    ("When is LIGHTHOUSE shown for the second time since 0:15?", LAST),
+])
+def test_ordinals_pick_the_nth_occurrence(repeats_library, question, truth):
+    answer = Library(repeats_library).ask(question)
+    assert answer.spans and len(answer.spans) == 1, answer.answer
+    assert _near((answer.spans[0].start, answer.spans[0].end), truth), (question, answer.spans, answer.answer)
+
+
+def test_a_window_without_the_moment_is_not_found(repeats_library):
+    answer = Library(repeats_library).ask("When is LIGHTHOUSE shown between 0:11 and 0:20?")
+    assert not answer.spans and answer.answer.startswith("Not found"), answer.answer
+    searches = [step for step in answer.trace if step.get("tool") == "search"]
+    assert searches and all(tuple(step["args"]["within"]) == (11.0, 20.0) for step in searches)
+
+
+def test_an_occurrence_that_is_not_there_is_not_found(repeats_library):
+    answer = Library(repeats_library).ask("When is LIGHTHOUSE shown for the fourth time?")
+    assert not answer.spans and "only 3" in answer.answer, answer.answer
+
+
+def test_right_after_an_on_screen_anchor(repeats_library):
+    answer = Library(repeats_library).ask("What is shown right after the TRAIN STATION sign?")
+    assert answer.spans and _near((answer.spans[0].start, answer.spans[0].end), LAST), answer.answer
+    assert "LIGHTHOUSE" in answer.answer and "TRAIN" in answer.answer  # the target, placed after the anchor
 
 
 def test_ask_last_limits_every_search(repeats_library):
