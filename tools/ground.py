@@ -21,6 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from vdisc.index.events import same_line
+
 from .context import ToolContext, clamp_window
 from .evidence import (Spoken, indexed_text, locate, phrases, read_shown, stored_frame_scores, text_scores,
                        tracks_in, words_in)
@@ -105,37 +107,39 @@ def _track_edges(ctx: ToolContext, path: str, text: str, bounds: tuple[float, fl
     from vdisc.index import decode
 
     def shows(rgb: Any) -> bool:
-        return any(_same_line(line.text, text) for line in read_shown(ctx, [(0.0, rgb)], 1.0, 1))
-
-    def edge(lo: float, hi: float, rising: bool) -> float | None:
-        """Binary search on the EDGE_FPS grid of [lo, hi]: where the line appears (rising) or goes."""
-        if hi - lo <= 1.0 / EDGE_FPS:
-            return None
-        with decode.open_video(path, backend=ctx.settings.decoder) as reader:
-            frames = list(reader.frames(fps=EDGE_FPS, max_side=ctx.settings.max_side, start=lo, end=hi + 1e-3))
-        if len(frames) < 2:
-            return None
-        # the edge is the first frame whose state differs from frames[0]'s (shown -> rising finds it shown)
-        if shows(frames[0][1]) == rising:
-            return frames[0][0]  # already changed at the read before: it is there
-        if shows(frames[-1][1]) != rising:
-            return frames[-1][0] if not rising else None  # still shown where the media stops; or not found
-        i, j = 0, len(frames) - 1  # invariant: frames[i] not yet changed, frames[j] changed
-        while j - i > 1:
-            m = (i + j) // 2
-            if shows(frames[m][1]) == rising:
-                j = m
-            else:
-                i = m
-        return frames[j][0]
+        return any(same_line(line.text, text) for line in read_shown(ctx, [(0.0, rgb)], 1.0, 1))
 
     start, end = span
     try:
-        first = edge(bounds[0], bounds[1], rising=True)
-        gone = edge(bounds[2], bounds[3], rising=False)
+        with decode.open_video(path, backend=ctx.settings.decoder) as reader:
+            def grid(lo: float, hi: float) -> list[tuple[float, Any]]:
+                if hi - lo <= 1.0 / EDGE_FPS:
+                    return []  # the reads already pin it
+                return list(reader.frames(fps=EDGE_FPS, max_side=ctx.settings.max_side, start=lo, end=hi + 1e-3))
+
+            first = _edge(grid(bounds[0], bounds[1]), shows, rising=True)
+            gone = _edge(grid(bounds[2], bounds[3]), shows, rising=False)
     except VdiscError:
         return start, end
     return (first if first is not None else start), (gone if gone is not None else end)
+
+
+def _edge(frames: list[tuple[float, Any]], shows: Any, rising: bool) -> float | None:
+    """Binary search over ``frames``: the time the line appears (rising) or is gone (falling)."""
+    if len(frames) < 2:
+        return None
+    if shows(frames[0][1]) == rising:
+        return frames[0][0]  # it had already changed by the first frame
+    if shows(frames[-1][1]) != rising:
+        return None if rising else frames[-1][0]  # never appears here; or still shown where the media stops
+    i, j = 0, len(frames) - 1  # invariant: frames[i] not yet changed, frames[j] changed
+    while j - i > 1:
+        m = (i + j) // 2
+        if shows(frames[m][1]) == rising:
+            j = m
+        else:
+            i = m
+    return frames[j][0]
 
 
 def _time_text(ctx: ToolContext, path: str, text: str, start: float, end: float) -> tuple[float, float]:
@@ -149,19 +153,7 @@ def _time_text(ctx: ToolContext, path: str, text: str, start: float, end: float)
     except VdiscError:
         return start, end
     hits = [ts for ts, rgb in frames
-            if any(_same_line(line.text, text) for line in read_shown(ctx, [(ts, rgb)], 1 / OCR_FPS, 1))]
+            if any(same_line(line.text, text) for line in read_shown(ctx, [(ts, rgb)], 1 / OCR_FPS, 1))]
     if not hits:
         return start, end
     return hits[0], min(hits[-1] + 1.0 / OCR_FPS, end)
-
-
-def _same_line(a: str, b: str) -> bool:
-    a, b = " ".join(a.lower().split()), " ".join(b.lower().split())
-    if a == b:
-        return True
-    from difflib import SequenceMatcher
-
-    return SequenceMatcher(None, a, b).ratio() >= 0.8
-
-
-
