@@ -27,7 +27,8 @@ TOOLS: dict[str, Callable[..., BaseModel]] = {"browse": browse, "search": search
 
 def _args_model(name: str, fn: Callable[..., Any]) -> type[BaseModel]:
     fields: dict[str, Any] = {}
-    hints = get_type_hints(fn)  # resolved in the tool's module (Literal and friends), not as strings
+    # resolved in the tool's module (Literal and friends), with their Field descriptions and bounds
+    hints = get_type_hints(fn, include_extras=True)
     for p in list(pyinspect.signature(fn).parameters.values())[1:]:  # skip ctx
         default = ... if p.default is pyinspect.Parameter.empty else p.default
         fields[p.name] = (hints.get(p.name, p.annotation), default)
@@ -49,14 +50,24 @@ class Toolbox:
         self.replay = replay  # a ReplayCache: tool results keyed by library state, models, tool and arguments
         self.models = {name: _args_model(name, fn) for name, fn in TOOLS.items()}
 
-    def schemas(self) -> list[dict[str, Any]]:
-        """OpenAI-style function schemas, for chat models that call tools."""
+    def schemas(self, strict: bool = False) -> list[dict[str, Any]]:
+        """OpenAI-style function schemas, for chat models that call tools.
+
+        Only the portable subset of JSON Schema: objects, arrays with ``items``
+        (no tuples), enums for closed sets, a description on every argument.
+        ``strict``: the form providers' strict modes take: every argument
+        required, optional ones nullable (``anyOf [T, null]``; null means the
+        default), no ``default``, no extra properties.
+        """
         out = []
         for name, fn in TOOLS.items():
-            params = self.models[name].model_json_schema()
-            params.pop("title", None)
-            out.append({"type": "function",
-                        "function": {"name": name, "description": _description(fn), "parameters": params}})
+            params = portable(self.models[name].model_json_schema())
+            if strict:
+                params = strict_schema(params)
+            fn_schema: dict[str, Any] = {"name": name, "description": _description(fn), "parameters": params}
+            if strict:
+                fn_schema["strict"] = True
+            out.append({"type": "function", "function": fn_schema})
         return out
 
     def run(self, step: int, name: str, args: dict[str, Any]) -> Observation:
@@ -70,6 +81,9 @@ class Toolbox:
             if self.last is not None and "last" in self.models[name].model_fields:
                 given = args.get("last")
                 args = {**args, "last": self.last if given is None else min(float(given), self.last)}
+            fields = self.models[name].model_fields
+            # a strict schema makes every argument required: null stands for "the default"
+            args = {k: v for k, v in args.items() if v is not None or k not in fields or fields[k].default is None}
             obs.args = dict(args)  # the trace shows what ran, scope included
             parsed = self.models[name](**args)
             key = self.replay.key("tool", self._state(), name, parsed.model_dump()) if self.replay else None
@@ -103,6 +117,32 @@ class Toolbox:
                 select(Video.fingerprint, Video.duration, Video.status).where(Video.status.in_(VISIBLE_STATUSES))))
         models = [getattr(self.ctx.registry.spec(r), "key", None) for r in ("visual", "text", "ocr", "caption")]
         return [videos, models, self.ctx.settings.compressor]
+
+
+def portable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` without pydantic's titles (noise to a model) and with the top level an object."""
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items() if k != "title"}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    out = walk(schema)
+    out.setdefault("properties", {})
+    return out
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The strict-mode form of a portable object schema (see ``Toolbox.schemas``)."""
+    props: dict[str, Any] = {}
+    for key, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "default"}
+        if key not in schema.get("required", []) and not any(o.get("type") == "null" for o in prop.get("anyOf", [])):
+            inner = {k: v for k, v in prop.items() if k != "description"}
+            prop = {"anyOf": [inner, {"type": "null"}], "description": prop.get("description", "")}
+        props[key] = prop
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
 def moments_of(tool: str, result: dict[str, Any]) -> list[Moment]:

@@ -17,9 +17,9 @@ does not grow with the video's length:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from vdisc.index.memory import PERIOD_SECONDS, digest
@@ -57,7 +57,10 @@ class BrowseResult(BaseModel):
     total_videos: int
 
 
-def browse(ctx: ToolContext, video: str | None = None, max_scenes: int = 24, max_videos: int = 20) -> BrowseResult:
+def browse(ctx: ToolContext,
+           video: Annotated[str | None, Field(description="one video's file name or id; none for all")] = None,
+           max_scenes: Annotated[int, Field(description="most timeline entries per video", ge=1, le=200)] = 24,
+           max_videos: Annotated[int, Field(description="most videos listed", ge=1)] = 20) -> BrowseResult:
     """List the videos in scope with their durations and a timeline of scenes.
 
     Each scene has a short digest of what is said (speech), shown (on-screen

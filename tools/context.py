@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from vdisc.config import Settings
 from vdisc.errors import LibraryError
+
+# Argument types the tools share; the descriptions are what a chat model reads in the tool schema.
+VideoRef = Annotated[str, Field(description="a video's file name or id, as browse or search returned it")]
+Start = Annotated[float, Field(description="window start, seconds from the start of the video")]
+End = Annotated[float, Field(description="window end, seconds from the start of the video")]
 
 
 @dataclass

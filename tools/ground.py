@@ -17,13 +17,13 @@ confidence. Then the edges are refined to the event's true extent:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vdisc.index.events import same_line
 
-from .context import ToolContext, clamp_window
+from .context import End, Start, ToolContext, VideoRef, clamp_window
 from .evidence import (Spoken, indexed_text, locate, phrases, read_shown, stored_frame_scores, text_scores,
                        tracks_in, words_in)
 
@@ -45,7 +45,8 @@ class GroundResult(BaseModel):
     evidence: str
 
 
-def ground(ctx: ToolContext, video: str, start: float, end: float, query: str) -> GroundResult:
+def ground(ctx: ToolContext, video: VideoRef, start: Start, end: End,
+           query: Annotated[str, Field(description="a short description of the moment to pin down")]) -> GroundResult:
     """Refine when a moment starts and ends. Give a candidate window (seconds) from
     search or inspect and a short description of the moment; returns the precise
     start, end and a confidence between 0 and 1, with the evidence used."""

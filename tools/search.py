@@ -30,16 +30,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr
 from sqlalchemy import select
 
-from vdisc.config import LEVELS, MODALITIES
+from vdisc.config import LEVELS, MODALITIES, Level, Modality
 from vdisc.errors import ConfigError, LibraryError
 
 from .context import ToolContext
+
+# [start, end] in seconds: a list of two numbers (tool schemas must not use tuples; see agent/toolbox.py)
+Window = Annotated[list[float], Field(min_length=2, max_length=2)]
 
 RRF_K = 60  # the usual RRF constant: flattens the head so no single list dominates
 TEXT_FLOOR = 0.25  # cosine below which two sentence embeddings are unrelated
@@ -92,17 +95,19 @@ class _Unit:
 
 def search(
     ctx: ToolContext,
-    query: str,
+    query: Annotated[str, Field(description="what is said, shown or seen, in plain words")],
     *,
-    top_k: int = 10,
-    video: str | int | None = None,
-    level: str | None = None,
-    modality: str | None = None,
-    within: tuple[float, float] | None = None,
-    after: float | None = None,
-    before: float | None = None,
-    last: float | None = None,
-    order: Literal["relevance", "earliest", "latest"] = "relevance",
+    top_k: Annotated[int, Field(description="how many moments to return", ge=1, le=100)] = 10,
+    video: Annotated[str | int | None, Field(description="only this video (file name or id)")] = None,
+    level: Annotated[Level | None, Field(description="only this granularity")] = None,
+    modality: Annotated[Modality | None, Field(description="only this channel")] = None,
+    within: Annotated[Window | None, Field(description="only moments overlapping [start, end] seconds")] = None,
+    after: Annotated[float | None, Field(description="only moments ending after this second")] = None,
+    before: Annotated[float | None, Field(description="only moments starting before this second")] = None,
+    last: Annotated[float | None, Field(description="only the final seconds of each video (600 = the last "
+                                                     "10 minutes)", gt=0)] = None,
+    order: Annotated[Literal["relevance", "earliest", "latest"],
+                     Field(description="best first, or the relevant moments in time order")] = "relevance",
 ) -> SearchResult:
     """Find the moments that best match a description, across all videos. Describe what is said, shown or
     seen in plain words. Filters: `video` (id or file name), `level`, `modality`, time windows in seconds

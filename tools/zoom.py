@@ -18,13 +18,13 @@ index kept of the window: stored frame vectors, words and on-screen lines.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vdisc.errors import DecodeError
 
-from .context import ToolContext, clamp_window
+from .context import End, Start, ToolContext, VideoRef, clamp_window
 from .evidence import (
     FrameScore, Shown, Spoken, indexed_text, locate, phrases, read_shown, stored_frame_scores, text_scores, words_in,
 )
@@ -59,8 +59,12 @@ class InspectResult(BaseModel):
     caption: str = ""
 
 
-def inspect(ctx: ToolContext, video: str, start: float, end: float, question: str, fps: float = 4.0,
-            max_frames: int = 48, ocr_frames: int = 4) -> InspectResult:
+def inspect(ctx: ToolContext, video: VideoRef, start: Start, end: End,
+            question: Annotated[str, Field(description="what to look for in the window")],
+            fps: Annotated[float, Field(description="frames per second looked at", gt=0, le=30)] = 4.0,
+            max_frames: Annotated[int, Field(description="most frames looked at", ge=1, le=256)] = 48,
+            ocr_frames: Annotated[int, Field(description="most frames read for on-screen text", ge=0,
+                                             le=64)] = 4) -> InspectResult:
     """Zoom in on a window (seconds) of a video to check a candidate moment.
 
     Looks at the frames densely and scores them against the question, lists the
