@@ -386,11 +386,9 @@ class Library:
             if not chat_model.configured(ref):
                 self._say(chat_model.offline_notice(ref), log=False)
                 return OfflinePlanner()
-            try:
-                chat = chat_model.load(ref)
-            except ModelUnavailable as exc:  # a configured model that cannot be set up: said every time
-                self._say(f"llm channel off: {exc}; using the offline planner")
-                return OfflinePlanner()
+            # a configured model that cannot be set up is an error, never a silent switch of planner
+            # (llm="offline" asks for the offline planner explicitly)
+            chat = chat_model.load(ref)
             return LLMPlanner(chat.model, chat.where)
         if isinstance(llm, str):
             if llm in ("offline", "none"):

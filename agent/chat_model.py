@@ -2,10 +2,13 @@
 
 A chat model is an API client, not weights, so it lives here beside the LLM
 planner rather than in the model registry (``vdisc.index.models``), which
-loads weights only. A reference is ``provider:model`` (``openai:gpt-4o-mini``,
-``ollama:llama3.1``) or a bare model name served by an OpenAI-compatible
-server at ``VDISC_LLM_BASE_URL`` (vLLM, llama.cpp, Ollama's /v1). Nothing is
-called unless a model is configured: vdisc never picks a remote API by itself.
+loads weights only. A reference is ``provider:model`` when LangChain knows
+the provider (``openai:gpt-4o-mini``, ``anthropic:...``; ``ollama:llama3.1``
+goes to Ollama's OpenAI-compatible /v1 unless ``langchain-ollama`` is
+installed), else a model name, colons and slashes included (``llama3.1:8b``,
+``org/model``), served by the OpenAI-compatible server at
+``VDISC_LLM_BASE_URL`` (vLLM, llama.cpp, Ollama's /v1). Nothing is called
+unless a model is configured: vdisc never picks a remote API by itself.
 """
 
 from __future__ import annotations
@@ -56,6 +59,34 @@ def status(ref: str) -> dict[str, Any]:
     return {"ref": ref, "state": "configured", "where": f"{base} ({ref})" if base else ref}
 
 
+OLLAMA_URL = "http://127.0.0.1:11434/v1"  # Ollama's OpenAI-compatible endpoint on its default port
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """(provider, model) of a reference: ``provider:model`` only when LangChain knows the provider; any other
+    name (``llama3.1:8b``, ``qwen2.5:7b-instruct``, ``org/model``) is a model on the OpenAI-compatible server."""
+    head, sep, rest = ref.strip().partition(":")
+    if sep and head.lower() in known_providers():
+        return head.lower(), rest
+    return "", ref.strip()
+
+
+def known_providers() -> frozenset[str]:
+    """The providers ``init_chat_model`` accepts by prefix."""
+    try:
+        from langchain.chat_models import base
+    except ImportError:
+        return frozenset({"openai", "ollama"})
+    return frozenset(getattr(base, "_BUILTIN_PROVIDERS", None) or getattr(base, "_SUPPORTED_PROVIDERS", ())) \
+        | {"openai", "ollama"}
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def load(ref: str, temperature: float = 0.0, timeout: float = 60.0) -> ChatModel:
     """The client for ``ref``; builds it only (no request is sent), or ModelUnavailable naming the setting."""
     try:
@@ -63,7 +94,10 @@ def load(ref: str, temperature: float = 0.0, timeout: float = 60.0) -> ChatModel
     except ImportError:
         raise ModelUnavailable("the LLM planner needs langchain: pip install 'vdisc[llm]'") from None
     base, key = endpoint()
-    provider, _, name = ref.partition(":") if ":" in ref else ("", "", ref)
+    provider, name = split_ref(ref)
+    if provider == "ollama" and not _installed("langchain_ollama"):
+        # Ollama speaks the OpenAI protocol at /v1: no extra package is needed for it
+        provider, base = "", base or OLLAMA_URL
     kwargs: dict[str, Any] = {"temperature": temperature}
     if base:
         kwargs["base_url"] = base
