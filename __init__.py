@@ -367,11 +367,13 @@ class Library:
                          batch_size: int = 8, lr: float = 1e-3, max_clips: int = 512, frames_per_clip: int = 16,
                          layers: int = 2, on_step: Callable[[int, float], None] | None = None) -> "TrainReport":
         """Train inspect's clip compressor on this library's clips and save it (``<library>/compressor.safetensors``
-        unless ``out``); use it with ``compressor=PATH``. ``on_step(step, loss)`` sees each step."""
+        unless ``out``, which the default ``compressor="auto"`` then uses; else ``compressor=PATH``).
+        ``on_step(step, loss)`` sees each step."""
+        from vdisc.index.models import TRAINED_COMPRESSOR
         from vdisc.training import train_compressor
 
         store = self._existing_store()  # a LibraryError (one line at the CLI) when nothing was indexed here
-        return train_compressor(store, self.registry, Path(out) if out else self.path / "compressor.safetensors",
+        return train_compressor(store, self.registry, Path(out) if out else self.path / TRAINED_COMPRESSOR,
                                 init=Path(init) if init else None, steps=steps, batch_size=batch_size, lr=lr,
                                 max_clips=max_clips, frames_per_clip=frames_per_clip, layers=layers,
                                 on_step=on_step)
@@ -414,6 +416,18 @@ class Library:
                 for v in s.scalars(select(Video).order_by(Video.id))
             ]
 
+    def compressor_status(self) -> dict[str, str]:
+        """Whether inspect's clip compressor is on, and from what: ``{"setting", "state", "detail"}``."""
+        source = self.registry.compressor_source()
+        setting = self.settings.compressor
+        if source == "off":
+            why = ("no trained weights in the library (vdisc train-compressor writes them)"
+                   if setting.strip().lower() == "auto" else "switched off")
+            return {"setting": setting, "state": "off", "detail": why}
+        if source == "untrained":
+            return {"setting": setting, "state": "on", "detail": "untrained: token reduction only, scores unchanged"}
+        return {"setting": setting, "state": "on", "detail": f"trained weights {source}"}
+
     def info(self, load_models: bool = False) -> dict[str, Any]:
         """Library path, schema, counts, decoder backends, device, model roles and the notices that hold."""
         from vdisc.index import decode
@@ -429,6 +443,7 @@ class Library:
         from vdisc.agent import chat_model
 
         out["models"]["llm"] = chat_model.status(self.settings.models["llm"])
+        out["compressor"] = self.compressor_status()
         if load_models:
             out["device"] = self.registry.device
         if out["exists"]:

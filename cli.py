@@ -371,7 +371,9 @@ def ask(
     from vdisc.agent.answer import span_text
     from vdisc.timefmt import hms
 
-    typer.echo(answer.answer)
+    typer.echo(answer.answer)  # the short reply first, what it rests on under it
+    if answer.explanation and answer.explanation != answer.answer:
+        typer.echo(answer.explanation)
     for sp in answer.spans:
         typer.echo(f"  {span_text(sp)}  (confidence {sp.confidence:.2f})")
     if answer.evidence:
@@ -389,8 +391,8 @@ def inspect_cmd(
     question: str = typer.Argument(..., help="What to look for in the window"),
     library: Optional[Path] = LibraryOpt,
     fps: float = typer.Option(4.0, "--fps", help="Frames per second to look at (capped at 48 frames)"),
-    compressor: Optional[str] = typer.Option(None, "--compressor", help="auto | off | trained weights file "
-                                             "[env VDISC_COMPRESSOR]"),
+    compressor: Optional[str] = typer.Option(None, "--compressor", help="auto (on with the library's trained "
+                                             "weights) | off | untrained | a weights file [env VDISC_COMPRESSOR]"),
     json_out: bool = JsonOpt,
     device: Optional[str] = DeviceOpt,
     offline: Optional[bool] = OfflineOpt,
@@ -632,6 +634,8 @@ def info(
     for role, m in data["models"].items():
         detail = m.get("reason") or (m["spec"]["model_id"] if "spec" in m else m.get("where", ""))
         typer.echo(f"model     {role}: {m['ref']} [{m['state']}] {detail}".rstrip())
+    c = data["compressor"]
+    typer.echo(f"compressor {c['setting']} [{c['state']}] {c['detail']}")
     for key, v in (data.get("vectors") or {}).items():
         typer.echo(f"vectors   {key}: {v['count']} ({v['model']})")
     for n in data.get("notices") or []:

@@ -52,8 +52,10 @@ class Settings(BaseModel):
     ocr_frames_per_clip: int = Field(3, ge=0, description="most OCR reads per clip")
     caption_frames: int = Field(3, ge=1, description="frames shown to the captioner per clip")
 
-    compressor: str = Field("auto", description="inspect's clip compressor: auto (untrained, exact no-op), "
-                                                "a trained weights file, or off")
+    compressor: str = Field("auto", description="inspect's clip compressor: auto (on only when trained weights "
+                                                "are in the library, <library>/compressor.safetensors), a "
+                                                "trained weights file, untrained (the no-op encoder: token "
+                                                "reduction only), or off")
 
     # Memory of long and live videos (index/memory.py).
     retention_hours: float | None = Field(

@@ -98,6 +98,16 @@ def run_checks(lib: Any) -> dict[str, Any]:
         except ModelUnavailable as exc:
             checks.append(_check("model llm", False, str(exc), chat_model.ENABLE_HINT))
 
+    comp = lib.compressor_status()
+    try:
+        lib.registry.compressor()  # a weights file that no longer loads is broken; off is fine
+    except ModelUnavailable as exc:
+        checks.append(_check("compressor", False, str(exc), "fix VDISC_COMPRESSOR (or --compressor)"))
+    else:
+        detail = f"{comp['setting']}: {comp['detail']}"
+        checks.append(_check("compressor", True, detail) if comp["state"] == "on"
+                      else _off("compressor", detail, "vdisc train-compressor"))
+
     home = lib.settings.home
     if lib.settings.db_path.exists():
         checks += _library_checks(lib)

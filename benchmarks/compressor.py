@@ -6,7 +6,8 @@ in a fresh process so peak RSS is its own:
 
 - baseline: per-frame embeddings only (``encode_images``), as with --compressor off
 - compressed: token grids (``encode_image_tokens``) + the untrained 2-layer
-  bidirectional Mamba compressor + token reduction (the default ``auto``)
+  bidirectional Mamba compressor + token reduction (``--compressor untrained``;
+  trained weights cost the same)
 - the compressor's own share, and a CLS-only pass for 32 frames
 
 Usage: python benchmarks/compressor.py   (GPU numbers too when CUDA is present)

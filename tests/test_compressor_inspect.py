@@ -16,7 +16,7 @@ from test_cli import vdisc
 
 def test_inspect_reports_token_reduction(talk_library):
     home, _ = talk_library
-    on = Library(home).inspect("talk.mp4", 8.0, 21.0, "pineapple", fps=4.0)
+    on = Library(home, compressor="untrained").inspect("talk.mp4", 8.0, 21.0, "pineapple", fps=4.0)
     assert on.frames == 48 and on.tokens_in == 48 * 17  # tiny CLIP: 4x4 patches + CLS
     assert on.tokens_out * 8 <= on.tokens_in  # at least 8x fewer tokens
     assert on.best is not None and 8.0 <= on.best.start < on.best.end <= 21.5
@@ -29,7 +29,8 @@ def test_inspect_reports_token_reduction(talk_library):
 
 def test_inspect_json_fields(talk_library):
     home, _ = talk_library
-    r = vdisc("inspect", "talk.mp4", "8-21", "pineapple", "--library", str(home), "--json")
+    r = vdisc("inspect", "talk.mp4", "8-21", "pineapple", "--library", str(home), "--json", "--compressor",
+              "untrained")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert isinstance(data["frames"], int) and isinstance(data["tokens_in"], int)
@@ -75,7 +76,7 @@ def test_untrained_compressor_ranks_fixture_clips_like_the_baseline(talk_library
     from vdisc.index.store import Clip
 
     home, _ = talk_library
-    lib = Library(home)
+    lib = Library(home, compressor="untrained")
     visual = lib.registry.require("visual")
     comp = lib.registry.compressor()
     with lib.store.session() as s:
@@ -94,3 +95,30 @@ def test_untrained_compressor_ranks_fixture_clips_like_the_baseline(talk_library
     rank_comp = np.argsort(-(queries @ np.stack(compressed).T), axis=1)
     assert np.array_equal(rank_base, rank_comp)
     assert np.allclose(np.stack(base), np.stack(compressed), atol=1e-5)
+
+
+def test_without_trained_weights_the_default_is_off_and_says_so(talk_library, tmp_path):
+    """auto: the untrained encoder would change nothing a user sees, so it does not run (no cost); trained
+    weights in the library turn it on, and info / doctor say which."""
+    import shutil
+
+    from vdisc.doctor import run_checks
+
+    home, _ = talk_library
+    copy = tmp_path / "lib"
+    shutil.copytree(home, copy)
+    lib = Library(copy)
+    assert lib.registry.compressor() is None
+    res = lib.inspect("talk.mp4", 8.0, 21.0, "pineapple", fps=4.0)
+    assert res.tokens_in == res.tokens_out == res.frames  # plain frame embeddings: no token grids at all
+    assert lib.info()["compressor"]["state"] == "off" and "no trained weights" in lib.info()["compressor"]["detail"]
+    (check,) = [c for c in run_checks(lib)["checks"] if c["name"] == "compressor"]
+    assert check["state"] == "off" and check["ok"]
+
+    visual = lib.registry.require("visual")
+    ClipCompressor.for_visual(visual, n_layers=1).save(copy / "compressor.safetensors")
+    trained = Library(copy)
+    assert trained.registry.compressor() is not None
+    assert trained.info()["compressor"]["state"] == "on"
+    on = trained.inspect("talk.mp4", 8.0, 21.0, "pineapple", fps=4.0)
+    assert on.tokens_out * 8 <= on.tokens_in

@@ -42,6 +42,8 @@ ENABLE_HINT = {
 # The roles whose weights the registry loads (the llm setting is the planner's, see vdisc.agent.chat_model).
 MODEL_ROLES = tuple(role for role in ROLES if role != "llm")
 
+TRAINED_COMPRESSOR = "compressor.safetensors"  # in the library: what `vdisc train-compressor` writes by default
+
 __all__ = ["Registry", "ModelSpec", "resolve_device", "ENABLE_HINT", "MODEL_ROLES", "Notice"]
 
 
@@ -107,19 +109,22 @@ class Registry:
     def compressor(self) -> Any | None:
         """The STORM-style clip compressor for the visual model, or None (off, or no visual model).
 
-        ``auto`` builds the untrained encoder, an exact no-op on the clip
-        embedding (so it never changes rankings) that still reduces tokens; a
-        path loads weights trained by ``vdisc train-compressor`` (``vdisc.training``).
+        ``auto`` loads trained weights when the library has them
+        (``<library>/compressor.safetensors``, what ``vdisc train-compressor``
+        writes, ``vdisc.training``) and is off otherwise: untrained, the encoder
+        is an exact no-op on the clip embedding, so it would only cost time.
+        ``untrained`` builds that no-op encoder anyway (token reduction only); a
+        path loads weights from that file.
         """
         if "compressor" in self._models:
             return self._models["compressor"]
-        setting = self.settings.compressor.strip()
+        setting = self.compressor_source()
         visual = self.get("visual")
         model = None
-        if visual is not None and setting.lower() not in ("off", "none", ""):
+        if visual is not None and setting != "off":
             from .compressor import ClipCompressor
 
-            if setting.lower() == "auto":
+            if setting == "untrained":
                 model = ClipCompressor.for_visual(visual).eval()
             else:
                 try:
@@ -132,6 +137,18 @@ class Registry:
                                            f"the visual model gives {visual.spec.dim}-d; retrain it for this model")
         self._models["compressor"] = model
         return model
+
+    def compressor_source(self) -> str:
+        """What the compressor setting resolves to: "off", "untrained", or the weights file to load."""
+        setting = self.settings.compressor.strip()
+        if setting.lower() in ("off", "none", ""):
+            return "off"
+        if setting.lower() == "untrained":
+            return "untrained"
+        if setting.lower() == "auto":
+            trained = self.settings.home.expanduser() / TRAINED_COMPRESSOR
+            return str(trained) if trained.is_file() else "off"
+        return setting
 
     def spec(self, role: str) -> ModelSpec | None:
         model = self.get(role)
