@@ -18,6 +18,8 @@ from vdisc.errors import LibraryError
 
 from .files import atomic_write
 
+GPU_OVERFETCH = 8  # filtered GPU searches fetch this many times k, then keep the allowed ids
+
 
 class VectorIndex:
     def __init__(self, path: Path, gpu: bool = False) -> None:
@@ -130,15 +132,23 @@ class VectorIndex:
         index = self._fresh()
         if index is None or index.ntotal == 0 or k <= 0:
             return []
-        params = None
-        if allowed is not None:
-            if not len(allowed):
-                return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         searcher = self._gpu_index(index) if self.gpu else index
-        scores, ids = searcher.search(q, min(k, index.ntotal), params=params)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        if allowed is None:
+            return _pairs(*searcher.search(q, min(k, index.ntotal)))
+        allowed = np.asarray(allowed, dtype=np.int64)
+        if not len(allowed):
+            return []
+        if searcher is not index:
+            # GPU indexes take a selector but only some builds (cuVS) apply it: over-fetch, keep the allowed
+            # ids, and fall back to the exact CPU search below when too few survive
+            keep = set(allowed.tolist())
+            got = [(i, s) for i, s in _pairs(*searcher.search(q, min(k * GPU_OVERFETCH, index.ntotal)))
+                   if i in keep]
+            if len(got) >= min(k, len(keep)):
+                return got[:k]
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        return _pairs(*index.search(q, min(k, index.ntotal), params=params))
 
     def _gpu_index(self, index: Any) -> Any:
         """A GPU copy when faiss-gpu is installed and sees a device (else the CPU index)."""
@@ -151,3 +161,8 @@ class VectorIndex:
         if cached is None or cached[0] != key:
             self._gpu_cache = (key, faiss.index_cpu_to_all_gpus(index))
         return self._gpu_cache[1]
+
+
+def _pairs(scores: np.ndarray, ids: np.ndarray) -> list[tuple[int, float]]:
+    """(id, score) of one query's FAISS result row, best first, padding (-1) dropped."""
+    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
