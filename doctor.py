@@ -77,7 +77,8 @@ def run_checks(lib: Any) -> dict[str, Any]:
         if st["state"] == "ready":
             checks.append(_check(name, True, f"{st['ref']} -> {st['spec']['model_id']}"))
         elif st["state"] == "off":
-            why = " (no CUDA GPU)" if role == "caption" and st["ref"].strip() == "auto" else " by its setting"
+            why = (f" ({lib.registry.auto_caption()[1]})" if role == "caption" and st["ref"].strip() == "auto"
+                   else " by its setting")
             if role in used:
                 why += "; the library was built with it: " + ("its vectors go unsearched" if role in ("visual", "text")
                                                                else "new videos and inspect go without it")

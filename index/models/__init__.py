@@ -24,12 +24,13 @@ from vdisc.config import ROLES, Settings
 from vdisc.errors import ModelUnavailable
 
 from ..notices import Notice
+from . import hub
 from .device import half_dtype, resolve_device
 from .spec import ModelSpec
 
 log = logging.getLogger("vdisc")
 
-# "auto" captioning on a CUDA GPU: a small open instruct VLM.
+# "auto" captioning on a CUDA GPU: a small open instruct VLM, when it is already in the Hugging Face cache.
 DEFAULT_GPU_CAPTIONER = "hf:Qwen/Qwen2.5-VL-3B-Instruct"
 ENABLE_HINT = {
     "visual": "set VDISC_VISUAL_MODEL to a cached open_clip model or local-dir:/path",
@@ -56,6 +57,7 @@ class Registry:
         self._models: dict[str, Any] = {}
         self._reasons: dict[str, str] = {}
         self._device: str | None = None
+        self._auto_captioner: tuple[str, str] | None = None
 
     @property
     def device(self) -> str:
@@ -66,8 +68,21 @@ class Registry:
     def ref(self, role: str) -> str:
         ref = self.settings.models[role].strip()
         if role == "caption" and ref == "auto":
-            return DEFAULT_GPU_CAPTIONER if self.device.startswith("cuda") else "none"
+            return self.auto_caption()[0]
         return ref
+
+    def auto_caption(self) -> tuple[str, str]:
+        """caption=auto: (the captioner to use, or "none" with why). The default VLM is used only when it
+        is already in the Hugging Face cache: nothing is downloaded at run time unless a model is named."""
+        if self._auto_captioner is None:
+            repo = DEFAULT_GPU_CAPTIONER.partition(":")[2]
+            if not self.device.startswith("cuda"):
+                self._auto_captioner = ("none", "no CUDA GPU")
+            elif not hub.cached(repo):
+                self._auto_captioner = ("none", f"{repo} is not in the Hugging Face cache")
+            else:
+                self._auto_captioner = (DEFAULT_GPU_CAPTIONER, "")
+        return self._auto_captioner
 
     def get(self, role: str) -> Any | None:
         """The loaded model for ``role``, or None if it is off or cannot load (said once)."""
@@ -84,8 +99,9 @@ class Registry:
             return None
         if model is None:
             if role == "caption" and self.settings.models["caption"] == "auto":
-                self.notify(Notice(f"captions off (no CUDA GPU); to enable: {ENABLE_HINT['caption']}", role,
-                                   "auto", "captions off (no CUDA GPU)"))
+                why = self.auto_caption()[1]
+                self.notify(Notice(f"captions off ({why}); to enable: {ENABLE_HINT['caption']}", role,
+                                   "auto", f"captions off ({why})"))
         return model
 
     def require(self, role: str) -> Any | None:

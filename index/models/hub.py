@@ -44,6 +44,17 @@ def split_ref(ref: str) -> tuple[str, str]:
     return "name", ref
 
 
+def cached(repo_id: str) -> bool:
+    """Whether a snapshot of ``repo_id`` is in the Hugging Face cache (nothing is fetched)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached (any flavour of miss)
+        return False
+    return True
+
+
 def local_dir(path: str, role: str, setting: str) -> Path:
     p = Path(path).expanduser()
     if not p.is_dir():
