@@ -30,11 +30,10 @@ class VisualModel:
     def encode_images(self, images: list[np.ndarray]) -> np.ndarray:
         """L2-normalised float32 embeddings of RGB uint8 frames, shape (N, dim)."""
         import torch
-        from PIL import Image
 
         out = []
         for i in range(0, len(images), self.batch_size):
-            batch = torch.stack([self.preprocess(Image.fromarray(im)) for im in images[i : i + self.batch_size]])
+            batch = self.pixels(images[i : i + self.batch_size])
             with torch.inference_mode():
                 feats = self.model.encode_image(batch.to(self.device, self.dtype))
             out.append(_normalise(feats))
@@ -58,7 +57,6 @@ class VisualModel:
         (width-d, not embed-d), so the trunk is run here piecewise instead.
         """
         import torch
-        from PIL import Image
 
         visual = self.model.visual
         for attr in ("_embeds", "transformer", "_pool", "ln_post"):
@@ -69,7 +67,7 @@ class VisualModel:
         rows, cols = self.grid
         out = []
         for i in range(0, len(images), self.batch_size):
-            batch = torch.stack([self.preprocess(Image.fromarray(im)) for im in images[i : i + self.batch_size]])
+            batch = self.pixels(images[i : i + self.batch_size])
             with torch.inference_mode():
                 x = visual.transformer(visual._embeds(batch.to(self.device, self.dtype)))
                 pooled, _ = visual._pool(x)
@@ -85,6 +83,45 @@ class VisualModel:
         if tokens.shape[1] != 1 + rows * cols:
             raise ModelUnavailable(f"visual model {self.spec.ref} returned {tokens.shape[1]} tokens, grid {rows}x{cols}")
         return tokens
+
+    def pixels(self, images: list[Any]) -> Any:
+        """The model's input tensor (N, 3, S, S) for RGB uint8 frames (H x W x 3 arrays or tensors).
+
+        The whole batch is resized, cropped and normalised as tensors on the
+        model's device (a GPU does it for the frames it embeds), with the
+        preprocessing stored with the model: its size, mean, std and bicubic,
+        antialiased resizing of the shortest side (or a squash). Other resize
+        modes go through the model's own PIL transform, one frame at a time.
+        """
+        import torch
+
+        cfg = getattr(self.model.visual, "preprocess_cfg", None) or {}
+        if cfg.get("resize_mode", "shortest") not in ("shortest", "squash") or not images:
+            from PIL import Image
+
+            frames = [im.cpu().numpy() if hasattr(im, "cpu") else im for im in images]
+            return torch.stack([self.preprocess(Image.fromarray(np.asarray(im))) for im in frames])
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as TF
+
+        size = cfg.get("size", self.model.visual.image_size)
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        mode = InterpolationMode(cfg.get("interpolation", "bicubic"))
+        frames = [torch.as_tensor(im if hasattr(im, "permute") else np.asarray(im), device=self.device)
+                  .permute(2, 0, 1) for im in images]
+        # frames of one video share a size: one resize for the batch (else one per size)
+        groups = [torch.stack(frames)] if len({f.shape for f in frames}) == 1 else [f[None] for f in frames]
+        out = []
+        for x in groups:
+            if cfg.get("resize_mode", "shortest") == "squash":
+                x = TF.resize(x, list(size), interpolation=mode, antialias=True)
+            else:
+                x = TF.center_crop(TF.resize(x, [min(size)], interpolation=mode, antialias=True), list(size))
+            out.append(x)
+        batch = torch.cat(out).float().div_(255.0)
+        mean = torch.tensor(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)), device=self.device)
+        std = torch.tensor(cfg.get("std", (0.26862954, 0.26130258, 0.27577711)), device=self.device)
+        return (batch - mean[:, None, None]) / std[:, None, None]
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 embeddings of text queries, shape (N, dim)."""
