@@ -344,11 +344,14 @@ class Library:
                 raise LibraryError(f"no indexed video matches {video!r}; see vdisc ls")
             return v.name
 
-    def browse(self, video: str | int | None = None, max_scenes: int = 24) -> Any:
-        """The videos with durations and a bounded timeline of scene digests (what is said, shown, seen)."""
+    def browse(self, video: str | int | None = None, max_scenes: int = 24, *, page: int = 1,
+               per_page: int = 20) -> Any:
+        """The videos with durations and a bounded timeline of scene digests (what is said, shown, seen);
+        ``per_page`` videos at a time, oldest first (``page`` of ``pages``)."""
         from vdisc.tools.browse import browse
 
-        return browse(self._context(), None if video is None else str(video), max_scenes=max_scenes)
+        return browse(self._context(), None if video is None else str(video), max_scenes=max_scenes,
+                      max_videos=per_page, page=page)
 
     def inspect(self, video: str | int, start: float, end: float, question: str, **options: Any) -> "InspectResult":
         """Zoom in on ``start``-``end`` seconds of a video: frames, words spoken and shown, best sub-window."""

@@ -453,10 +453,12 @@ def browse(
     library: Optional[Path] = LibraryOpt,
     video: Optional[str] = typer.Option(None, "--video", help="Only this video (id, path or file name)"),
     max_scenes: int = typer.Option(24, "--max-scenes", help="Most timeline entries per video"),
+    page: int = typer.Option(1, "--page", min=1, help="Which page of videos"),
+    per_page: int = typer.Option(20, "--per-page", min=1, max=200, help="Videos per page"),
     json_out: bool = JsonOpt,
 ) -> None:
     """Timeline of each video: what is said, shown and seen, scene by scene."""
-    view = _library(library).browse(video, max_scenes=max_scenes)
+    view = _library(library).browse(video, max_scenes=max_scenes, page=page, per_page=per_page)
     if json_out:
         _print_json(view.model_dump())
         return
@@ -468,8 +470,9 @@ def browse(
             parts = [f"said: {sc.said}" if sc.said else "", f"shown: {sc.shown}" if sc.shown else "",
                      f"seen: {sc.seen}" if sc.seen else ""]
             typer.echo(f"  {fmt_time(sc.start)}-{fmt_time(sc.end)}  " + " | ".join(p for p in parts if p))
-    if view.total_videos > len(view.videos):
-        typer.echo(f"(+{view.total_videos - len(view.videos)} more videos; use --video)")
+    if view.pages > 1:
+        more = f"; --page {view.page + 1} for the next" if view.page < view.pages else ""
+        typer.echo(f"(page {view.page} of {view.pages}, {view.total_videos} videos{more})")
 
 
 @app.command("eval")

@@ -55,19 +55,23 @@ class VideoOverview(BaseModel):
 class BrowseResult(BaseModel):
     videos: list[VideoOverview]
     total_videos: int
+    page: int = 1  # of ``pages``: the videos listed are page ``page`` of all of them, oldest first
+    pages: int = 1
 
 
 def browse(ctx: ToolContext,
            video: Annotated[str | None, Field(description="one video's file name or id; none for all")] = None,
            max_scenes: Annotated[int, Field(description="most timeline entries per video", ge=1, le=200)] = 24,
-           max_videos: Annotated[int, Field(description="most videos listed", ge=1)] = 20) -> BrowseResult:
+           max_videos: Annotated[int, Field(description="videos per page", ge=1, le=200)] = 20,
+           page: Annotated[int, Field(description="which page of videos, from 1", ge=1)] = 1) -> BrowseResult:
     """List the videos in scope with their durations and a timeline of scenes.
 
     Each scene has a short digest of what is said (speech), shown (on-screen
     text) and seen (captions). Use it first to learn what a video contains and
     where to look. `video` limits the view to one video (id or file name).
     Long videos get at most `max_scenes` entries, each an hour or a day when
-    that is what fits; a video with status "live" is still growing.
+    that is what fits; a video with status "live" is still growing. A large
+    library comes in pages of `max_videos` videos (`page`, `pages`).
     """
     max_scenes = max(1, min(int(max_scenes), 200))
     with ctx.store.session() as s:
@@ -75,11 +79,13 @@ def browse(ctx: ToolContext,
             videos = [ctx.video(s, video)]
             total = 1
         else:
-            q = select(Video).where(Video.status.in_(VISIBLE_STATUSES)).order_by(Video.id)
-            all_videos = s.scalars(q).all()
-            videos, total = all_videos[:max_videos], len(all_videos)
+            visible = Video.status.in_(VISIBLE_STATUSES)
+            total = s.scalar(select(func.count()).select_from(Video).where(visible)) or 0
+            videos = s.scalars(select(Video).where(visible).order_by(Video.id)
+                               .offset((page - 1) * max_videos).limit(max_videos)).all()
         out = [_overview(s, v, max_scenes) for v in videos]
-    return BrowseResult(videos=out, total_videos=total)
+    pages = max(1, math.ceil(total / max_videos)) if video is None else 1
+    return BrowseResult(videos=out, total_videos=total, page=page if video is None else 1, pages=pages)
 
 
 def _overview(s: Any, v: Video, max_scenes: int) -> VideoOverview:
