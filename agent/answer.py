@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from vdisc.timefmt import hms
 
@@ -53,8 +53,12 @@ class Evidence(BaseModel):
 
 
 class Answer(BaseModel):
+    """``answer`` is the short reply a person would give ("11", "14%", "gate 7", "not found");
+    ``explanation`` is the sentence it rests on (where and when, the quote); without one it is the answer."""
+
     question: str
     answer: str
+    explanation: str = ""
     spans: list[Span] = []
     confidence: float = 0.0
     evidence: list[Evidence] = []
@@ -64,9 +68,15 @@ class Answer(BaseModel):
     trace: list[dict[str, Any]] = []
     _paths: dict[str, str] = PrivateAttr(default_factory=dict)  # video name -> file, for thumbnails
 
+    @model_validator(mode="after")
+    def _explained(self) -> "Answer":
+        if not self.explanation:
+            self.explanation = self.answer
+        return self
+
     def to_dict(self, trace: bool = False) -> dict[str, Any]:
         """The JSON of `vdisc ask --json` (with the trace when asked)."""
-        keys = {"question", "answer", "spans", "confidence", "evidence", "steps", "planner"}
+        keys = {"question", "answer", "explanation", "spans", "confidence", "evidence", "steps", "planner"}
         return self.model_dump(include=keys | ({"trace"} if trace else set()))
 
     def _repr_html_(self) -> str:

@@ -24,7 +24,7 @@ class Decision(TypedDict, total=False):
     """What a planner returns: tool calls to make, or a final answer."""
 
     calls: list[dict[str, Any]]  # {"id", "name", "args"}
-    final: dict[str, Any]  # {"answer": str, "spans": [...], "evidence": [step, ...]}
+    final: dict[str, Any]  # {"answer": str, "explanation": str, "spans": [...], "evidence": [step, ...]}
     messages: list[AnyMessage]  # chat messages to append (LLM planner)
 
 
@@ -115,11 +115,13 @@ def fallback_final(observations: list[Observation]) -> dict[str, Any]:
         best = top_moment(observations, (tool,))
         if best is not None:
             m, step = best
-            return {"answer": f"The best moment found: {m.text}".strip(),
+            return {"answer": m.text.strip() or "not found",
+                    "explanation": f"The best moment found: {m.text}".strip(),
                     "spans": [{"video": m.video, "start": m.start, "end": m.end,
                                "confidence": round(min(max(m.score, 0.0), 1.0) * 0.5, 3)}],
                     "evidence": [step]}
-    return {"answer": "Nothing in the library matched the question.", "spans": [], "evidence": []}
+    return {"answer": "not found", "explanation": "Nothing in the library matched the question.", "spans": [],
+            "evidence": []}
 
 
 def build_answer(question: str, planner: str, state: AgentState) -> Answer:
@@ -134,16 +136,18 @@ def build_answer(question: str, planner: str, state: AgentState) -> Answer:
             continue
     kept, dropped = check_spans(spans, observations)
     text = str(final.get("answer", "")).strip() or "(no answer text)"
+    explanation = str(final.get("explanation") or "").strip() or text  # replies without one: the answer explains
     exhausted = state.get("exhausted")
-    if exhausted:
-        text += f" (Search cut short: {exhausted} ran out.)"
+    if exhausted:  # the short answer stays what a person would reply; the explanation says it was cut short
+        explanation += f" (Search cut short: {exhausted} ran out.)"
     cited = {int(s) for s in final.get("evidence") or [] if str(s).isdigit()}
     evidence = _evidence(observations, cited, kept)
     trace = [o.model_dump(exclude={"result"}) for o in observations]
     if dropped:
         trace.append({"dropped_spans": [d.model_dump() for d in dropped],
                       "why": "not inside any moment a tool returned"})
-    return Answer(question=question, answer=text, spans=kept, confidence=kept[0].confidence if kept else 0.0,
+    return Answer(question=question, answer=text, explanation=explanation, spans=kept,
+                  confidence=kept[0].confidence if kept else 0.0,
                   evidence=evidence, steps=state.get("steps", 0), planner=planner,
                   budget_exhausted=bool(exhausted), trace=trace)
 

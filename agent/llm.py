@@ -95,7 +95,10 @@ def _content(message: AnyMessage) -> list[Any]:
 
 
 def parse_final(reply: Any) -> dict[str, Any]:
-    """The answer object in a final reply; plain prose becomes an answer with no spans."""
+    """The answer object in a final reply; plain prose becomes an answer with no spans.
+
+    A reply without an "explanation" (the format before short answers) still parses: its answer
+    explains itself."""
     text = reply.content if isinstance(reply.content, str) else " ".join(
         part.get("text", "") for part in reply.content if isinstance(part, dict))
     decoder = json.JSONDecoder()
@@ -105,8 +108,8 @@ def parse_final(reply: Any) -> dict[str, Any]:
         except json.JSONDecodeError:
             continue
         if isinstance(obj, dict) and "answer" in obj:
-            return obj
-    return {"answer": text.strip(), "spans": [], "evidence": []}
+            return {**obj, "explanation": str(obj.get("explanation") or "").strip() or str(obj["answer"])}
+    return {"answer": text.strip(), "explanation": text.strip(), "spans": [], "evidence": []}
 
 
 def explain(exc: Exception, where: str) -> str:

@@ -42,8 +42,10 @@ from typing import Any
 from langchain_core.messages import AnyMessage
 
 from vdisc.timefmt import hms
+from vdisc.tools.evidence import text_scores
 from vdisc.tools.search import ORDER_FRACTION
 
+from . import reader
 from .answer import Observation, end_sentence, top_moment
 from .timewords import Anchor, TimeQuery, parse_time, search_arguments
 from .toolbox import Toolbox
@@ -65,6 +67,9 @@ LOOK_CONFIDENCE = 0.5
 MIN_WINDOW = 0.5  # seconds: a window clamped shorter than this holds too few frames to inspect
 SAME_WORDS = 0.5  # share of the target's keywords in the anchor's own evidence at which the anchor is the target
 SAME_MOMENT = 0.5  # share of an item inside the anchor (same channel) at which it is the anchor itself
+COUNT_TOP_K = 50  # hits a "how many times" search lists in time order: every occurrence in a long video
+ORDER_TOP_K = 20  # hits per side of a "which comes first" search
+COUNT_CONFIDENCE = 0.5  # each counted moment: relevant and about the question, but not grounded one by one
 
 # Words that frame a question about a video rather than describe the moment.
 FRAMING = re.compile(
@@ -182,11 +187,30 @@ class OfflinePlanner:
 
     def start(self, question: str, video: str | None, toolbox: Toolbox, max_steps: int) -> list[AnyMessage]:
         self.max_steps = max_steps
+        ctx = toolbox.ctx
+        self.scorer: reader.Scorer | None = lambda q, texts: text_scores(ctx, q, texts)  # the tools' text model
         return []  # no conversation: the policy reads the observations
 
     def plan(self, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
-        obs: list[Observation] = state.get("observations", [])
+        """Route by question type (``reader.kind``): counts, orders and topics have their own steps; every
+        other question locates its moment, and the reader turns the grounded evidence into the short answer."""
         question = state["question"]
+        ask = reader.kind(question)
+        if ask == "count":
+            return self._count(question, state, must_answer)
+        if ask == "order":
+            return self._which_first(question, state, must_answer)
+        if ask == "topic":
+            return self._topic(question, state, must_answer)
+        stem, opts = reader.options(question) if ask == "choice" else (question, [])
+        decision = self._locate(stem, state, must_answer)
+        if decision.get("final") is not None:
+            decision = {**decision, "final": self._read(ask, stem, opts, decision["final"],
+                                                        state.get("observations", []))}
+        return decision
+
+    def _locate(self, question: str, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
+        obs: list[Observation] = state.get("observations", [])
         when = parse_time(question)
         if when.anchor is None:
             focus, text, tobs = Focus.of(when), when.text, obs
@@ -196,6 +220,123 @@ class OfflinePlanner:
                 return staged["decision"]
             focus, text, tobs = staged["focus"], staged["text"], staged["obs"]
         return self._target(text, focus, tobs, state, must_answer)
+
+    # ---- the short answer ------------------------------------------------------------------------
+    def _read(self, ask: str, question: str, opts: list[str], final: dict[str, Any],
+              obs: list[Observation]) -> dict[str, Any]:
+        """The final with its short answer: the sentence becomes the explanation, and the reader for the
+        question's type reads the grounded evidence (a time span, a number, the on-screen line, the new
+        words, the best option); nothing grounded is "not found"."""
+        out = {k: v for k, v in final.items() if k not in ("quote", "source")}
+        out["explanation"] = final["answer"]
+        if not final.get("spans"):
+            out["answer"] = reader.NOT_FOUND
+            return out
+        sp = final["spans"][0]
+        quote, source = final.get("quote") or "", final.get("source") or ""
+        near = _texts_at(obs, sp["video"], sp["start"], sp["end"])
+        short: str | None = None
+        if ask == "when":
+            short = reader.read_when(sp["start"], sp["end"])
+        elif ask == "quantity":
+            short = next((x for x in (reader.read_quantity(question, t) for t in [quote, *near]) if x), None)
+        elif ask == "text" and source in ("ocr", "speech") and (source == "ocr" or channel_hint(question) != "ocr"):
+            short = quote  # the grounded line is in the channel asked about: it is the answer
+        elif ask == "text":  # asked for on-screen text, grounded elsewhere: the line shown there
+            shown = [t for o in obs if o.tool == "inspect" and o.result and o.result["video"] == sp["video"]
+                     for t in sorted(o.result["shown"], key=lambda x: -x["score"])
+                     if t["start"] < sp["end"] and t["end"] > sp["start"]]
+            short = reader.read_text([t["text"] for t in shown])
+        elif ask == "name":
+            short = reader.read_name(question, quote) if quote else None
+        elif ask == "choice":
+            picked = reader.read_choice(opts, [quote, *near], self.scorer)
+            if picked is not None:
+                short = opts[picked[0]]
+                out["explanation"] += " Options scored against it: " + ", ".join(
+                    f"{o} {s:.2f}" for o, s in zip(opts, picked[1])) + "."
+        out["answer"] = short or quote or reader.read_when(sp["start"], sp["end"])
+        return out
+
+    def _count(self, question: str, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
+        """"How many times": search the question's content in time order over the whole timeline (its
+        window, if it names one), and count the distinct relevant moments (``reader.distinct_moments``)."""
+        obs: list[Observation] = state.get("observations", [])
+        when = parse_time(reader.count_text(question))
+        text = when.text
+        if not obs and not must_answer:
+            extra = {**Focus.of(when).search_args(), "order": "earliest"}
+            return {"calls": [_call("search", {"query": q, "top_k": COUNT_TOP_K, **extra}) for q in queries(text)]}
+        searches = [o for o in obs if o.tool == "search" and o.result]
+        description = describe(text)
+        groups = reader.distinct_moments([h for o in searches for h in o.result["hits"]], description, self.scorer)
+        listed = "; ".join(f'{hms(g["start"])}–{hms(g["end"])} in {g["video"]} ("{g["hit"]["snippet"]}")'
+                           for g in groups)
+        why = (f'{len(groups)} distinct moment{"s" if len(groups) != 1 else ""} match "{description}"'
+               + (f": {listed}" if listed else "") + ".")
+        return {"final": {"answer": str(len(groups)), "explanation": why,
+                          "spans": [{"video": g["hit"]["video"], "start": g["hit"]["start"], "end": g["hit"]["end"],
+                                     "confidence": COUNT_CONFIDENCE} for g in groups],
+                          "evidence": [o.step for o in searches]}}
+
+    def _which_first(self, question: str, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
+        """"Which comes first, A or B?" / "does A happen before B?": search each side in time order and
+        compare their earliest relevant moments (``reader.earliest``); the earlier side is the answer (yes or
+        no for "does A happen before B")."""
+        obs: list[Observation] = state.get("observations", [])
+        form, a, b = reader.order_sides(question) or ("which", question, question)
+        sides = [describe(parse_time(x).text) for x in (a, b)]
+        if not obs and not must_answer:
+            return {"calls": [_call("search", {"query": q, "top_k": ORDER_TOP_K, "order": "earliest"})
+                              for q in dict.fromkeys(sides)]}
+        firsts = []
+        for q in sides:
+            hits = [h for o in obs if o.tool == "search" and o.result and o.args.get("query") == q
+                    for h in o.result["hits"]]
+            firsts.append(reader.earliest(hits, q, self.scorer))
+        steps = sorted({o.step for o in obs if o.tool == "search"})
+        missing = [x for x, f in zip((a, b), firsts) if f is None]
+        if missing:
+            return {"final": {"answer": reader.NOT_FOUND, "spans": [], "evidence": steps,
+                              "explanation": f'Not found: nothing clearly matches "{missing[0]}", so the order '
+                                             "cannot be told."}}
+        fa, fb = firsts
+        a_first = (fa["start"], fa["end"]) <= (fb["start"], fb["end"])
+        short = ("yes" if a_first else "no") if form == "before" else (a if a_first else b)
+        why = "; ".join(f'"{x}" first at {hms(f["start"])}–{hms(f["end"])} in {f["video"]} ("{f["snippet"]}")'
+                        for x, f in sorted(zip((a, b), firsts), key=lambda xf: xf[1]["start"]))
+        spans = [{"video": f["video"], "start": f["start"], "end": f["end"], "confidence": COUNT_CONFIDENCE}
+                 for f in sorted(firsts, key=lambda f: f["start"])]
+        return {"final": {"answer": short, "explanation": end_sentence(why), "spans": spans, "evidence": steps}}
+
+    def _topic(self, question: str, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
+        """"What is this video about": the video-level summary (a search at level video, the timeline from
+        browse beside it) and its most central sentence (``reader.read_topic``)."""
+        obs: list[Observation] = state.get("observations", [])
+        if not obs and not must_answer:
+            video = state.get("video")
+            return {"calls": [_call("search", {"query": describe(question), "level": "video", "top_k": 3}),
+                              _call("browse", {"video": video} if video else {})]}
+        hits = [(h, o.step) for o in obs if o.tool == "search" and o.result for h in o.result["hits"]
+                if h["level"] == "video"]
+        if hits:
+            h, step = max(hits, key=lambda hs: hs[0]["score"])
+            video, start, end, summary = h["video"], h["start"], h["end"], h["snippet"]
+        else:
+            views = [(v, o.step) for o in obs if o.tool == "browse" and o.result for v in o.result["videos"]]
+            if not views:
+                return {"final": {"answer": reader.NOT_FOUND, "spans": [], "evidence": [],
+                                  "explanation": "Not found: the library holds no video to describe."}}
+            (v, step) = views[0]
+            video, start, end = v["video"], 0.0, v["duration"]
+            summary = " ".join(s["said"] or s["shown"] or s["seen"] for s in v["scenes"])
+        short = reader.read_topic(summary, self.scorer)
+        if not short:
+            return {"final": {"answer": reader.NOT_FOUND, "spans": [], "evidence": [step],
+                              "explanation": f"Not found: {video} has no summary to read."}}
+        return {"final": {"answer": short, "explanation": end_sentence(f'{video} as a whole: "{summary}"'),
+                          "spans": [{"video": video, "start": start, "end": end, "confidence": COUNT_CONFIDENCE}],
+                          "evidence": [step]}}
 
     # ---- the anchor: searched and grounded first; its extent makes the window -----------------
     def _anchor(self, when: TimeQuery, obs: list[Observation], must_answer: str | None) -> dict[str, Any]:
@@ -360,7 +501,7 @@ class OfflinePlanner:
                 about = f' ({said}: "{a["evidence"]}")' if a["evidence"] else ""
                 text += f", {RELATION_WORDS[a['relation']]} {hms(a['start'])}–{hms(a['end'])}{about}"
                 steps.append(focus.anchor_step)
-            return {"answer": end_sentence(text), "spans": spans,
+            return {"answer": end_sentence(text), "spans": spans, "quote": g["evidence"], "source": g["source"],
                     "evidence": list(dict.fromkeys(s for s in steps if s is not None))}
         if short is not None:
             return {"answer": f"Not found: only {short} matching moment{'s' if short != 1 else ''} were found, not a "
@@ -490,6 +631,13 @@ def _pick_anchor(obs: list[Observation], anchor: Anchor, window: Focus) -> tuple
     ranked = [c for c in (_clamped(window, w) for w in candidates(obs, order)) if c is not None]
     n = anchor.occurrence or 1
     return ranked[n - 1] if len(ranked) >= n else None
+
+
+def _texts_at(obs: list[Observation], video: str, start: float, end: float) -> list[str]:
+    """What the observations said was said or shown overlapping [start, end] of a video, best scored first."""
+    found = [m for o in obs for m in o.moments if m.video == video and m.start < end and m.end > start
+             and m.text and not m.text.startswith(("best sub-window", "inspected window"))]
+    return list(dict.fromkeys(m.text for m in sorted(found, key=lambda m: -m.score)))
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:

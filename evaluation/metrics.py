@@ -4,7 +4,9 @@
   reference span; R@1 at IoU 0.3 / 0.5 / 0.7; mean IoU
 - multiple choice: the answer must name exactly one option (by letter or by
   text); an answer that names none or several is unparseable and wrong
-- open answers: normalised containment of the reference in the answer
+- open answers: the short answer equals the reference once both are normalised (``answer_key``: case,
+  accents, punctuation and articles folded, numbers as digits whether written "two" or "2", "14 %" as
+  "14%"); the search baseline, which has no short answer, keeps containment in its snippet
 - latency p50 / p95, mean tool calls; everything also broken down by kind
 """
 
@@ -38,6 +40,70 @@ def best_iou(pred: Sequence[float] | None, refs: Iterable[Sequence[float]]) -> f
 def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
     return " ".join(re.findall(r"[a-z0-9]+", text))
+
+
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+          "seventeen eighteen nineteen").split()
+_TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+ARTICLES = frozenset({"a", "an", "the"})
+
+
+def _is_number_word(w: str) -> bool:
+    return w in _UNITS or w in _TENS or w in _SCALES
+
+
+def _words_to_number(words: list[str]) -> int:
+    """English number words as an integer: ["forty", "two"] -> 42, ["two", "hundred", "five"] -> 205."""
+    total = current = 0
+    for w in words:
+        if w in _UNITS:
+            current += _UNITS.index(w)
+        elif w in _TENS:
+            current += _TENS[w]
+        elif w == "hundred":
+            current = max(current, 1) * 100
+        else:
+            total += max(current, 1) * _SCALES[w]
+            current = 0
+    return total + current
+
+
+def answer_key(text: str) -> str:
+    """A short answer reduced to what matters when comparing it: lower case ASCII words, no punctuation,
+    no articles, numbers as digits ("Two" and "2" alike, "forty-two" as 42, "1,000" as 1000), and a percent
+    sign glued to its number ("14 %", "14 percent" and "14%" alike)."""
+    t = re.sub(r"[\u2010-\u2015\u2212]", " ", text)  # dashes (a span "0:00:43–0:00:46") separate words
+    t = unicodedata.normalize("NFKD", t).encode("ascii", "ignore").decode().lower()
+    t = re.sub(r"\bper\s?cent\b", "%", t)
+    t = re.sub(r"(?<=\d),(?=\d{3}\b)", "", t)
+    t = re.sub(r"\s+%", "%", t)
+    tokens = re.findall(r"\d+(?:\.\d+)?%?|[a-z0-9]+%?|%", t.replace("-", " "))
+    out: list[str] = []
+    run: list[str] = []
+    for i, tok in enumerate([*tokens, ""]):
+        bare = tok.rstrip("%")
+        following = tokens[i + 1].rstrip("%") if i + 1 < len(tokens) else ""
+        if tok == "and" and run and run[-1] in _SCALES and _is_number_word(following):
+            continue  # "two hundred and five"
+        if tok and _is_number_word(bare) and not (bare in _SCALES and not run and out and not out[-1].isdigit()):
+            run.append(bare)
+            if tok.endswith("%"):
+                out.append(f"{_words_to_number(run)}%")
+                run = []
+            continue
+        if run:
+            out.append(str(_words_to_number(run)))
+            run = []
+        if tok and tok not in ARTICLES:
+            out.append(tok)
+    return " ".join(out)
+
+
+def answer_matches(answer: str, reference: str) -> bool:
+    """Whether a short answer is the reference, compared by ``answer_key``."""
+    ref = answer_key(reference)
+    return bool(ref) and answer_key(answer) == ref
 
 
 def contains(answer: str, reference: str) -> bool:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from vdisc.errors import VdiscError
 
 from .dataset import Item
-from .metrics import best_iou, choose_option, contains, normalise, summarise
+from .metrics import answer_matches, best_iou, choose_option, contains, normalise, summarise
 
 
 class EvalResult(BaseModel):
@@ -27,8 +27,12 @@ class EvalResult(BaseModel):
     baseline_records: list[dict[str, Any]] | None = None
 
 
-def score(item: Item, answer_text: str, spans: list[tuple[str, float, float]], video_name: str) -> dict[str, Any]:
-    """The judged part of a record: IoU of the top span in the item's video, choice, correctness."""
+def score(item: Item, answer_text: str, spans: list[tuple[str, float, float]], video_name: str,
+          short: bool = True) -> dict[str, Any]:
+    """The judged part of a record: IoU of the top span in the item's video, choice, correctness.
+
+    An open answer is right when the short answer matches the reference (``answer_matches``); a text that
+    is not a short answer (``short=False``: the search baseline's snippet) is right when it contains it."""
     pred = next(((a, b) for v, a, b in spans if v == video_name), None)
     rec: dict[str, Any] = {"iou": round(best_iou(pred, item.spans), 4) if item.spans else None,
                            "choice": None, "reference": item.answer}
@@ -36,7 +40,7 @@ def score(item: Item, answer_text: str, spans: list[tuple[str, float, float]], v
         rec["choice"] = choose_option(answer_text, item.options)
         rec["correct"] = rec["choice"] is not None and _is_answer(item, rec["choice"])
     elif item.answer:
-        rec["correct"] = contains(answer_text, item.answer)
+        rec["correct"] = (answer_matches if short else contains)(answer_text, item.answer)
     else:
         rec["correct"] = rec["iou"] is not None and rec["iou"] >= 0.5
     return rec
@@ -66,8 +70,8 @@ def run(lib: Any, items: list[Item], *, planner: str = "offline", baseline: bool
             t0 = time.perf_counter()
             try:
                 ans = lib.ask(item.question, video=item.video, llm=llm, max_steps=max_steps, replay=replay)
-                rec.update(answer=ans.answer, spans=[[s.video, s.start, s.end] for s in ans.spans],
-                           tool_calls=ans.steps, error=None)
+                rec.update(answer=ans.answer, explanation=ans.explanation,
+                           spans=[[s.video, s.start, s.end] for s in ans.spans], tool_calls=ans.steps, error=None)
             except VdiscError as exc:
                 rec.update(answer="", spans=[], tool_calls=0, error=str(exc))
             rec["latency"] = round(time.perf_counter() - t0, 3)
@@ -90,7 +94,7 @@ def _baseline(lib: Any, item: Item, name: str, n: int) -> dict[str, Any]:
     rec = {"n": n, "video": item.video, "question": item.question, "kind": item.kind, "options": item.options,
            "planner": "search", "answer": text, "spans": [list(s) for s in spans],
            "latency": round(time.perf_counter() - t0, 3), "tool_calls": 1}
-    rec.update(score(item, text, spans, name))
+    rec.update(score(item, text, spans, name, short=False))
     return rec
 
 

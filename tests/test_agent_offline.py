@@ -9,6 +9,7 @@ import pytest
 from vdisc import Library
 from vdisc.agent.answer import end_sentence
 from vdisc.agent.offline import content, keywords, phrasings, quoted
+from vdisc.timefmt import hms
 
 from test_cli import vdisc
 
@@ -48,6 +49,7 @@ def test_when_questions_get_the_right_span(talk_library, talk_truth, question, c
     assert top.video == "talk.mp4" and 0 < top.confidence <= 1
     assert answer.evidence and any(e.start < truth[1] and e.end > truth[0] for e in answer.evidence)
     assert 1 <= answer.steps <= 12 and not answer.budget_exhausted
+    assert answer.answer == f"{hms(top.start)}–{hms(top.end)}" and answer.explanation.startswith("At ")
 
 
 def test_every_span_comes_from_an_observation(talk_library):
@@ -62,7 +64,7 @@ def test_budget_of_one_step_answers_and_says_so(talk_library):
     home, _ = talk_library
     answer = Library(home).ask("When is a downpour forecast?", max_steps=1)
     assert answer.steps == 1 and answer.budget_exhausted
-    assert "cut short" in answer.answer
+    assert "cut short" in answer.explanation and "cut short" not in answer.answer
     for sp in answer.spans:  # whatever it reports still comes from the one search it made
         assert 0 <= sp.start < sp.end <= 60.0
 
@@ -116,13 +118,16 @@ def test_ask_cli_json_schema(talk_library):
     r = vdisc("ask", "When is a downpour forecast?", "--library", str(home), "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert set(data) == {"question", "answer", "spans", "confidence", "evidence", "steps", "planner"}
+    assert set(data) == {"question", "answer", "explanation", "spans", "confidence", "evidence", "steps", "planner"}
     assert isinstance(data["question"], str) and isinstance(data["answer"], str)
+    assert data["explanation"].startswith("At ") and "talk.mp4" in data["explanation"]
     assert isinstance(data["confidence"], float) and isinstance(data["steps"], int) and data["planner"] == "offline"
     for sp in data["spans"]:
         assert set(sp) == {"video", "start", "end", "confidence"}
         assert isinstance(sp["video"], str) and all(isinstance(sp[k], float) for k in ("start", "end", "confidence"))
     assert data["spans"] and data["spans"][0]["video"] == "talk.mp4"
+    top = data["spans"][0]
+    assert data["answer"] == f"{hms(top['start'])}–{hms(top['end'])}"  # a "when" question: the span
     for ev in data["evidence"]:
         assert {"step", "tool", "video", "start", "end", "text"} <= set(ev)
     assert "offline planner" in r.stderr  # the one-line notice that no LLM is configured
@@ -133,6 +138,9 @@ def test_ask_and_inspect_cli_text(talk_library):
     r = vdisc("ask", "When is a downpour forecast?", "--library", str(home), "--trace")
     assert r.returncode == 0, r.stderr
     assert "0:00:4" in r.stdout and "talk.mp4" in r.stdout
+    first, second = r.stdout.splitlines()[:2]  # the short answer, then what it rests on
+    assert first.startswith("0:00:4") and "–" in first and "talk.mp4" not in first
+    assert second.startswith("At 0:00:4") and "talk.mp4" in second
     assert "[1] search(" in r.stderr
     r = vdisc("inspect", "talk.mp4", "0:20-0:30", "what is written on the sign?", "--library", str(home), "--json")
     assert r.returncode == 0, r.stderr
@@ -147,6 +155,7 @@ def test_answer_renders_in_notebooks(talk_library):
     answer = Library(home).ask("When is a downpour forecast?")
     html = answer._repr_html_()
     assert "0:00:4" in html and "data:image/jpeg;base64," in html
+    assert "vdisc-answer-explanation" in html and "umbrella" in html  # the short answer and its explanation
     assert answer.to_dict() == json.loads(json.dumps(answer.to_dict()))
 
 
@@ -168,7 +177,9 @@ def test_browse_cli(talk_library):
 def test_the_answer_sentence_is_punctuated_once(talk_library):
     home, _ = talk_library
     answer = Library(home).ask("when is rain in the forecast?")
-    assert answer.answer.startswith("At ") and answer.answer.endswith('tomorrow."'), answer.answer
+    assert answer.explanation.startswith("At ") and answer.explanation.endswith('tomorrow."'), answer.explanation
+    top = answer.spans[0]
+    assert answer.answer == f"{hms(top.start)}–{hms(top.end)}", answer.answer
     said = 'At 0:00:01 in a.mp4 (said): "Rain tomorrow."'
     assert end_sentence(said) == said and end_sentence(said + "  ") == said
     assert end_sentence('(shown): "HARBOR 42"') == '(shown): "HARBOR 42".'

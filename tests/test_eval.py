@@ -7,7 +7,8 @@ import json
 import pytest
 
 from vdisc.evaluation import dataset
-from vdisc.evaluation.metrics import best_iou, choose_option, contains, iou, percentile, summarise
+from vdisc.evaluation.metrics import (answer_key, answer_matches, best_iou, choose_option, contains, iou, percentile,
+                                     summarise)
 
 from conftest import FIXTURES
 from test_cli import vdisc
@@ -36,6 +37,24 @@ def test_answer_matching():
     assert contains("At 0:00:22 (shown): \"HARBOR 42\".", "42")
     assert not contains("It costs 420 dollars", "42")
     assert contains("Café  Zürich!", "cafe zurich")
+
+
+@pytest.mark.parametrize("answer,reference", [
+    ("two", "2"), ("Two.", "2"), ("14 %", "14%"), ("14 percent", "14%"), ("The bread", "bread"),
+    ("forty-two", "42"), ("Gate 7", "gate seven"), ("1,000", "one thousand"), ("two hundred and five", "205"),
+    ("25 minutes", "twenty-five minutes"), ("0:00:43–0:00:46", "0:00:43-0:00:46"), ("Not found.", "not found"),
+    ("HARBOR 42", "harbor 42"), ("Café", "cafe"),
+])
+def test_short_answers_match_their_reference_normalised(answer, reference):
+    assert answer_matches(answer, reference), (answer_key(answer), answer_key(reference))
+
+
+@pytest.mark.parametrize("answer,reference", [
+    ("3", "2"), ("14%", "14"), ("gate 7", "7"), ("At 0:00:22 (shown): \"HARBOR 42\".", "42"), ("", "2"),
+    ("one and two", "3"), ("salt", "sea salt"),
+])
+def test_short_answers_that_differ_do_not_match(answer, reference):
+    assert not answer_matches(answer, reference), (answer_key(answer), answer_key(reference))
 
 
 def test_summary_by_kind_and_latency():
@@ -84,7 +103,9 @@ def test_vdisc_eval_end_to_end(tmp_path, test_models):
     assert m["grounding"]["n"] == 4 and m["grounding"]["miou"] == pytest.approx(sum(ious) / 4, abs=1e-4)
     assert m["grounding"]["r1@0.5"] == pytest.approx(sum(i >= 0.5 for i in ious) / 4)
     assert m["grounding"]["r1@0.5"] == 1.0  # the offline planner finds all four moments
-    assert m["open"] == {"n": 1, "accuracy": 1.0}  # "42" is in the answer
+    assert m["open"] == {"n": 1, "accuracy": 1.0}  # the short answer is "42"
+    (fact,) = [x for x in agent if x["kind"] == "fact"]
+    assert fact["answer"] == "42" and "HARBOR 42" in fact["explanation"], fact
     assert m["mcq"]["n"] == 1
     assert set(m["by_kind"]) == {"when_speech", "when_text", "fact", "ordering"}
     assert b["grounding"]["n"] == 4 and "latency" in m

@@ -186,6 +186,8 @@ def test_ask_streams_the_trace_then_the_answer(client, talk_truth):
     top = answer["spans"][0]
     assert top["video"] == "talk.mp4" and iou((top["start"], top["end"]), (truth["start"], truth["end"])) >= 0.5
     assert 'data-video-id="1"' in events[-1][2]["html"]
+    assert answer["answer"].startswith("0:00:4") and answer["explanation"].startswith("At ")  # short, then why
+    assert "vdisc-answer-explanation" in events[-1][2]["html"]
 
 
 def test_ask_failure_is_one_event(client):

@@ -191,7 +191,8 @@ def test_right_after_speech_answers_with_what_is_shown(talk_library, talk_truth)
     assert answer.spans, answer.answer
     top = answer.spans[0]
     assert _near((top.start, top.end), shown), (top, answer.answer)  # the target, not the anchor
-    assert top.start >= said[1] - TOL and "PINEAPPLE" in answer.answer and "rocket" in answer.answer
+    assert top.start >= said[1] - TOL and "PINEAPPLE" in answer.explanation and "rocket" in answer.explanation
+    assert "PINEAPPLE" in answer.answer and "rocket" not in answer.answer  # the short answer: the line shown
     steps = [s for s in answer.trace if "tool" in s]
     assert steps[0]["tool"] == "search" and "rocket" in steps[0]["args"]["query"]  # the anchor is searched first
     anchor = next(s for s in steps if s["tool"] == "ground")
@@ -275,7 +276,7 @@ def test_while_speech_answers_with_what_is_on_screen(during_library, talk_truth)
     assert answer.spans, answer.answer
     top = answer.spans[0]
     assert _near((top.start, top.end), LANTERN), (top, answer.answer)
-    assert "LANTERN" in answer.answer and len(answer.spans) == 1
+    assert "LANTERN" in answer.explanation and "LANTERN" in answer.answer and len(answer.spans) == 1
     looks = [s for s in _target_steps(answer) if s["tool"] == "inspect"]
     assert looks and all(said[0] - DURING_PAD - TOL <= s["args"]["start"] and s["args"]["end"] <= said[1] + DURING_PAD
                          + TOL for s in looks)
@@ -283,7 +284,8 @@ def test_while_speech_answers_with_what_is_on_screen(during_library, talk_truth)
 
 def test_nothing_shown_while_it_is_said_is_not_found(during_library):
     answer = Library(during_library).ask("What is on screen while the chef adds salt to the soup?")
-    assert not answer.spans and answer.answer.startswith("Not found"), answer.answer
+    assert not answer.spans and answer.answer == "not found", answer.answer
+    assert answer.explanation.startswith("Not found"), answer.explanation
 
 
 def test_a_relation_word_that_is_content_asks_the_whole_question(talk_library, talk_truth):
@@ -298,4 +300,5 @@ def test_a_short_budget_on_an_anchored_question_says_where_it_stopped(talk_libra
     home, _ = talk_library
     answer = Library(home).ask("What is shown right after they talk about the rocket launch?", max_steps=4)
     assert answer.budget_exhausted and not answer.spans
-    assert answer.answer.startswith("Not found") and "placed against" in answer.answer, answer.answer
+    assert answer.answer == "not found", answer.answer
+    assert answer.explanation.startswith("Not found") and "placed against" in answer.explanation, answer.explanation

@@ -203,20 +203,22 @@ def test_ordinals_pick_the_nth_occurrence(repeats_library, question, truth):
 
 def test_a_window_without_the_moment_is_not_found(repeats_library):
     answer = Library(repeats_library).ask("When is LIGHTHOUSE shown between 0:11 and 0:20?")
-    assert not answer.spans and answer.answer.startswith("Not found"), answer.answer
+    assert not answer.spans and answer.answer == "not found", answer.answer
+    assert answer.explanation.startswith("Not found"), answer.explanation
     searches = [step for step in answer.trace if step.get("tool") == "search"]
     assert searches and all(tuple(step["args"]["within"]) == (11.0, 20.0) for step in searches)
 
 
 def test_an_occurrence_that_is_not_there_is_not_found(repeats_library):
     answer = Library(repeats_library).ask("When is LIGHTHOUSE shown for the fourth time?")
-    assert not answer.spans and "only 3" in answer.answer, answer.answer
+    assert not answer.spans and answer.answer == "not found" and "only 3" in answer.explanation, answer.explanation
 
 
 def test_right_after_an_on_screen_anchor(repeats_library):
     answer = Library(repeats_library).ask("What is shown right after the TRAIN STATION sign?")
     assert answer.spans and _near((answer.spans[0].start, answer.spans[0].end), LAST), answer.answer
-    assert "LIGHTHOUSE" in answer.answer and "TRAIN" in answer.answer  # the target, placed after the anchor
+    assert "LIGHTHOUSE" in answer.explanation and "TRAIN" in answer.explanation  # the target, after the anchor
+    assert answer.answer == "LIGHTHOUSE", answer.answer  # the short answer: the line shown
 
 
 def test_ask_last_limits_every_search(repeats_library):
@@ -243,3 +245,21 @@ def test_cli_last_and_order(repeats_library):
             r = vdisc(*cmd, "--library", str(repeats_library), "--last", bad)
             assert r.returncode != 0 and "Traceback" not in r.stderr, (cmd, bad, r.stderr)
             assert len(r.stderr.strip().splitlines()) == 1 and "duration" in r.stderr, r.stderr
+
+
+# ---- counting occurrences (issue 13, part 2) ---------------------------------------------
+@pytest.mark.parametrize("question", ["How many times does the LIGHTHOUSE sign appear?",
+                                      "how often is LIGHTHOUSE on screen in this clip"])
+def test_how_many_times_counts_three_occurrences(repeats_library, question):
+    answer = Library(repeats_library).ask(question)
+    assert answer.answer == "3", (answer.answer, answer.explanation)
+    assert "3 distinct moments" in answer.explanation
+    starts = sorted(s.start for s in answer.spans)  # one span per occurrence, each inside its own one
+    assert len(starts) == 3 and all(a <= s < b for s, (a, b) in zip(starts, (FIRST, MIDDLE, LAST))), answer.spans
+    searches = [step for step in answer.trace if step.get("tool") == "search"]
+    assert searches and all(step["args"]["order"] == "earliest" for step in searches)
+
+
+def test_how_many_times_inside_a_window_counts_only_there(repeats_library):
+    answer = Library(repeats_library).ask("How many times is LIGHTHOUSE shown after 0:15?")
+    assert answer.answer == "2", (answer.answer, answer.explanation)

@@ -125,8 +125,10 @@ def answer_html(answer: Any, media: Media) -> str:
     rest = "".join(f"<li>{hms(e.start)}–{hms(e.end)} {escape(e.video)} [{escape(e.tool)}]: {escape(e.text)}</li>"
                    for i, e in enumerate(answer.evidence) if i not in used)
     budget = " (budget used up)" if getattr(answer, "budget_exhausted", False) else ""
+    why = getattr(answer, "explanation", "") or ""
+    explained = f'<p class="vdisc-answer-explanation">{escape(why)}</p>' if why and why != answer.answer else ""
     return (f'<div class="vdisc-answer"><p><b>{escape(answer.question)}</b></p>'
-            f'<p class="vdisc-answer-text">{escape(answer.answer)}</p>{"".join(rows)}'
+            f'<p class="vdisc-answer-text">{escape(answer.answer)}</p>{explained}{"".join(rows)}'
             f"{'<p>other evidence:</p><ul>' + rest + '</ul>' if rest else ''}<p style='color:#888'>{answer.steps} "
             f"tool calls, {escape(answer.planner)} planner{budget}</p></div>")
 

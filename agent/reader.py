@@ -1,0 +1,314 @@
+"""The reader: the short answer a person would give, from the question and the evidence gathered.
+
+Pure functions over the question's words and the evidence texts (what the tools said was said or
+shown, with times); the one learned part, text similarity, comes in as a ``Scorer`` (the text model
+the tools use, through the planner's toolbox). Each function's docstring says its mechanism; none
+holds word lists or thresholds fitted to a data set: the lexicon below is English grammar (number
+words, question words), the bars are the search's own (``TEXT_FLOOR``, ``ORDER_FRACTION``).
+
+The question types, in the order ``kind`` tests them:
+
+- ``choice``  options given ("A) ... B) ..." or "...: X, Y or Z?"): the option the evidence supports;
+- ``order``   "which comes first, A or B?", "does A happen before B?": the earlier side;
+- ``count``   "how many times", "how often": distinct relevant moments across the whole timeline;
+- ``topic``   "what is this video about": the video summary's most central sentence;
+- ``when``    the grounded span as h:mm:ss–h:mm:ss;
+- ``quantity`` "how many spoons", "what percentage", "how long", "what time": a number expression;
+- ``text``    "what does the sign say", "what is written", "what is said": the line shown (or said);
+- ``name``    "which gate", "what food", "who": the new words of the evidence nearest the question's;
+- ``other``   the quote itself.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Sequence
+
+from vdisc.timefmt import hms
+from vdisc.tools.search import COARSE, ORDER_FRACTION, TEXT_FLOOR
+
+Scorer = Callable[[str, list[str]], Sequence[float]]  # similarity of each text to a query
+NOT_FOUND = "not found"
+
+# English grammar, not a data set: the words that are numbers, the words that ask.
+UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+         "seventeen eighteen nineteen").split()
+TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+NUMBER_WORD = r"(?:" + "|".join(UNITS + TENS + list(SCALES) + ["a dozen", "dozen", "half", "a half"]) + r")"
+NUMBER = re.compile(
+    r"(?P<cur>[$€£¥])?\s?(?P<num>\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?|\d+(?:[.,]\d+)*|"
+    rf"{NUMBER_WORD}(?:[\s-]+(?:and\s+)?{NUMBER_WORD})*)\b(?P<pct>\s?(?:%|percent\b|per cent\b))?",
+    re.IGNORECASE)
+STOP = frozenset(
+    "a an and are as at be been but by can could did do does for from had has have he her his how i if in into is "
+    "it its me my of on or our she so than that the their them then there these they this those to was we were "
+    "what when where which who whom whose why will with would you your not no yes because although though while "
+    "since until unless whereas also just very really only even please".split())
+
+COUNT = re.compile(r"\bhow (many times|often)\b|\bhow many (separate |different )?(occasions|moments)\b",
+                   re.IGNORECASE)
+TOPIC = re.compile(r"\b(what('s| is| are)? (this|the) (whole |entire )?(video|clip|film|movie|recording|talk)"
+                   r"( \w+)? about|what is (it|this) about|(main )?topic of|summar(y|ise|ize))\b", re.IGNORECASE)
+WHEN = re.compile(r"^\s*(when\b|at what (point|moment)|at which (point|moment)|how far into)", re.IGNORECASE)
+QUANTITY = re.compile(r"\bhow (many|much|long|far|old|big|tall|high|fast|heavy)\b|\bwhat (percentage|percent|share|"
+                      r"number|price|amount|time|year|temperature|score|speed|size|cost)\b", re.IGNORECASE)
+MEASURE = re.compile(r"\bhow (long|far|old|big|tall|high|fast|heavy|much)\b", re.IGNORECASE)
+AUX = frozenset("does do did is are was were will can could should would has have had".split())
+TEXT = re.compile(r"\bwhat (does|do|did) (the |that |this )?(\w+ ){0,2}(say|read)\b|\bwhat('s| is| was)? "
+                  r"(written|displayed|printed|shown|said|spoken|on (the )?(screen|sign))\b|"
+                  r"\bwhat (text|words?|title|caption|label)\b", re.IGNORECASE)
+NAME = re.compile(r"^\s*(which|what|who|whom|whose|where)\b", re.IGNORECASE)
+ORDER = re.compile(r"\bwhich (\w+ ){0,3}(first|earlier|sooner)\b|\b(first|earlier)\s*[,:]", re.IGNORECASE)
+BEFORE = re.compile(r"^\s*(does|do|did|is|was)\s+(?P<a>.+?)\s+(happen |come |appear |occur )?(before|earlier "
+                    r"than)\s+(?P<b>.+?)\s*\??\s*$", re.IGNORECASE)
+LETTERED = re.compile(r"(?:^|\s|\()([A-Ea-e])[).:]\s+(.+?)(?=\s+\(?[A-Ea-e][).:]\s|\s*$)")
+
+
+def kind(question: str) -> str:
+    """The question's type, by its question words (see the module docstring for the order)."""
+    if order_sides(question) is not None:
+        return "order"
+    if options(question)[1]:
+        return "choice"
+    if COUNT.search(question):
+        return "count"
+    if TOPIC.search(question):
+        return "topic"
+    if WHEN.search(question):
+        return "when"
+    if QUANTITY.search(question):
+        return "quantity"
+    if TEXT.search(question):
+        return "text"
+    if NAME.search(question):
+        return "name"
+    return "other"
+
+
+# ---- the question's parts ----------------------------------------------------------------------
+def options(question: str) -> tuple[str, list[str]]:
+    """(stem, options). Options are lettered ("A) salt B) pepper", "(a) ... (b) ...") or a list closing the
+    question after a colon or dash ("...: salt, pepper or sugar?"); anything else has none."""
+    q = question.strip()
+    first = re.search(r"(?:^|\s|\()[Aa][).:]\s", q)
+    if first and re.search(r"(?:\s|\()[Bb][).:]\s", q[first.end():]):
+        tail = q[first.start():].strip().rstrip("?")
+        opts = [o.strip(" ,;?") for _, o in LETTERED.findall(tail)]
+        if len(opts) >= 2:
+            return q[: first.start()].strip(" :-—,"), opts
+    m = re.match(r"^(?P<stem>.+?)\s*(?::|—|–| - )\s*(?P<list>[^:—–]+?\bor\b[^:—–]+?)\??\s*$", q)
+    if m:
+        opts = [o.strip(" ,?") for o in re.split(r",\s*(?:or\s+)?|\s+or\s+", m["list"]) if o.strip(" ,?")]
+        if len(opts) >= 2:
+            return m["stem"].strip(), opts
+    return q, []
+
+
+def order_sides(question: str) -> tuple[str, str, str] | None:
+    """("which" | "before", A, B) for "which comes first, A or B?" or "does A happen before B?", else None."""
+    m = BEFORE.match(question)
+    if m:
+        return "before", m["a"].strip(" ,"), m["b"].strip(" ,?")
+    m = ORDER.search(question)
+    if m:
+        rest = question[m.end():].strip(" ,:?—-")
+        parts = re.split(r"\s+or\s+", rest)
+        if len(parts) == 2 and all(p.strip(" ,?") for p in parts):
+            return "which", parts[0].strip(" ,"), parts[1].strip(" ,?")
+    return None
+
+
+def count_text(question: str) -> str:
+    """The question without its counting words ("how many times", "how often"): what is counted."""
+    return " ".join(COUNT.sub(" ", question).split())
+
+
+def _stem(word: str) -> str:
+    """A word's first five letters after its inflection (-s, -es, -ed, -ing) and a silent final e: "adds"
+    meets "add", "leaves" meets "leave"."""
+    w = word.lower().removesuffix("'s")
+    for end in ("ing", "ed", "es", "s"):
+        if w.endswith(end) and len(w) - len(end) >= 3:
+            w = w[: -len(end)]
+            break
+    return (w[:-1] if len(w) > 3 and w.endswith("e") else w)[:5]
+
+
+def _tokens(text: str) -> list[tuple[str, int, int]]:
+    return [(m.group(), m.start(), m.end()) for m in re.finditer(r"[\w'%$€£-]+", text)]
+
+
+def _content_stems(question: str) -> set[str]:
+    return {_stem(w) for w, _, _ in _tokens(question) if w.lower() not in STOP}
+
+
+# ---- the readers ---------------------------------------------------------------------------------
+def read_when(start: float, end: float) -> str:
+    """The grounded span, as a person reads times: h:mm:ss–h:mm:ss."""
+    return f"{hms(start)}–{hms(end)}"
+
+
+def numbers(text: str) -> list[dict[str, Any]]:
+    """The number expressions in a text (digits, number words, clock times) with what they carry: a
+    currency sign, a percent, the unit word after them."""
+    out = []
+    for m in NUMBER.finditer(text):
+        num = m["num"].strip()
+        if not num or (num.lower() in ("a", "half") and not m["pct"]):
+            continue
+        after = re.match(r"\s+(?:of\s+)?([A-Za-z][\w-]*)", text[m.end():])
+        unit = after.group(1) if after and after.group(1).lower() not in STOP and not m["pct"] else ""
+        out.append({"text": num, "cur": m["cur"] or "", "pct": "%" if m["pct"] else "", "unit": unit,
+                    "start": m.start(), "end": m.end()})
+    return out
+
+
+def read_quantity(question: str, evidence: str) -> str | None:
+    """The number expression of the evidence nearest (in characters) to a content word of the question,
+    as it appears, with its currency or percent; a question of measure ("how long", "how far", "how much")
+    gets the unit word after it too, unless the question names it ("how many spoons" -> "two", "how long"
+    -> "25 minutes")."""
+    found = numbers(evidence)
+    if not found:
+        return None
+    want = _content_stems(question)
+    anchors = [(a + b) / 2 for w, a, b in _tokens(evidence) if _stem(w) in want and not NUMBER.fullmatch(w)]
+
+    def distance(n: dict[str, Any]) -> float:
+        mid = (n["start"] + n["end"]) / 2
+        return min((abs(mid - a) for a in anchors), default=n["start"])
+
+    best = min(found, key=distance)
+    measure = MEASURE.search(question) is not None and not best["cur"] and not best["pct"]
+    unit = best["unit"] if measure and best["unit"] and _stem(best["unit"]) not in want else ""
+    return f"{best['cur']}{best['text']}{best['pct']}" + (f" {unit}" if unit else "")
+
+
+def read_text(lines: Sequence[str]) -> str | None:
+    """The on-screen line of the evidence: the grounded OCR line (the first given), whitespace tidied."""
+    for line in lines:
+        if line.strip():
+            return " ".join(line.split())
+    return None
+
+
+def read_name(question: str, evidence: str) -> str | None:
+    """The words of the evidence the question does not contain: of the runs of such content words (no
+    function words, no question words), the one nearest to a question word found in the evidence, the
+    shorter on a tie. When the question asks "which X" and X stands right before that run in the
+    evidence, X comes with it ("which gate" -> "gate 7"). Distance counts the content words between; on a
+    tie, English word order decides: a question whose verb follows an auxiliary ("what does she bring")
+    asks for an object, which follows the verb, else ("who caught the ball") for a subject, before it."""
+    toks = _tokens(evidence)
+    qstems = {_stem(w) for w, _, _ in _tokens(question)}
+    novel = [w.lower() not in STOP and _stem(w) not in qstems for w, _, _ in toks]
+    runs: list[tuple[int, int]] = []
+    i = 0
+    while i < len(toks):
+        if novel[i]:
+            j = i
+            while j + 1 < len(toks) and novel[j + 1]:
+                j += 1
+            runs.append((i, j))
+            i = j + 1
+        else:
+            i += 1
+    if not runs:
+        return None
+    want = _content_stems(question)
+    anchors = [k for k, (w, _, _) in enumerate(toks) if _stem(w) in want]
+    words = [w.lower() for w, _, _ in _tokens(question)]
+    wh = next((i for i, w in enumerate(words) if w in ("which", "what", "who", "whom", "whose", "where")), 0)
+    after = wh + 1 < len(words) and (words[wh + 1] in AUX or wh + 2 < len(words) and words[wh + 2] in AUX)
+    content = [w.lower() not in STOP for w, _, _ in toks]
+
+    def distance(run: tuple[int, int]) -> tuple[int, int, int, int]:
+        if not anchors:
+            return 0, 0, run[1] - run[0], run[0]
+        gaps = []
+        for k in anchors:
+            lo, hi = (k, run[0]) if k < run[0] else (run[1], k)
+            gaps.append((sum(content[lo + 1:hi]), int((k < run[0]) != after)))
+        gap, wrong_side = min(gaps)
+        return gap, wrong_side, run[1] - run[0], run[0]
+
+    a, b = min(runs, key=distance)
+    head = re.match(r"^\s*(?:which|what)\s+([A-Za-z]+)", question, re.IGNORECASE)
+    if head and a > 0 and _stem(toks[a - 1][0]) == _stem(head.group(1)) and head.group(1).lower() not in STOP:
+        a -= 1
+    return evidence[toks[a][1]:toks[b][2]].strip(" ,.;:!?\"'")
+
+
+def read_choice(opts: Sequence[str], evidence: Sequence[str], scorer: Scorer | None) -> tuple[int, list[float]] | None:
+    """The option the evidence supports best: each option's best text similarity to an evidence text
+    (the text model) plus the share of its words found in the evidence (stems, so "adds" meets "add")."""
+    texts = [t for t in dict.fromkeys(t.strip() for t in evidence) if t]
+    if not opts or not texts:
+        return None
+    said = {_stem(w) for t in texts for w, _, _ in _tokens(t)}
+    scores = []
+    for opt in opts:
+        words = [_stem(w) for w, _, _ in _tokens(opt) if w.lower() not in STOP] or [_stem(opt)]
+        share = sum(w in said for w in words) / len(words)
+        sim = max((float(x) for x in scorer(opt, texts)), default=0.0) if scorer is not None else 0.0
+        scores.append(round(sim + share, 4))
+    return max(range(len(opts)), key=lambda i: scores[i]), scores
+
+
+def sentences(text: str) -> list[str]:
+    """A text's sentences of three words or more, without a leading label ("Said: ..."); a sentence cut
+    short ("…") only when there is no other."""
+    parts = [re.sub(r"^\w+:\s+", "", p.strip()) for p in re.split(r"(?<=[.!?…;])\s+|\s+/\s+|\n+", text)]
+    parts = [p for p in parts if len(p.split()) >= 3]
+    return [p for p in parts if not p.endswith("…")] or parts
+
+
+def read_topic(summary: str, scorer: Scorer | None) -> str | None:
+    """The summary's most central sentence (the highest summed text similarity to its other sentences),
+    else its first."""
+    parts = sentences(summary) or ([summary.strip()] if summary.strip() else [])
+    if not parts:
+        return None
+    if scorer is None or len(parts) < 3:
+        return parts[0].rstrip(".")
+    central = [sum(float(x) for x in scorer(p, parts)) for p in parts]
+    return parts[max(range(len(parts)), key=lambda i: (central[i], -i))].rstrip(".")
+
+
+def distinct_moments(hits: Sequence[dict[str, Any]], description: str, scorer: Scorer | None) -> list[dict[str, Any]]:
+    """The distinct relevant moments among search hits, in time order: fine hits (clip, event, frame; a
+    scene or video hit spans several moments) scoring at least ORDER_FRACTION of the best, whose text is
+    about the description: its text similarity clears TEXT_FLOOR (the search's own bar) and is at least
+    ORDER_FRACTION of the best hit's (short texts of different things can clear the floor alone); hits
+    that overlap are one moment (the best-scored hit stands for it)."""
+    fine = [h for h in hits if h["level"] not in COARSE]
+    if not fine:
+        return []
+    best = max(h["score"] for h in fine)
+    relevant = [h for h in fine if h["score"] >= ORDER_FRACTION * best]
+    if scorer is not None and relevant:
+        sims = [float(s) for s in scorer(description, [h["snippet"] for h in relevant])]
+        bar = max(TEXT_FLOOR, ORDER_FRACTION * max(sims, default=0.0))
+        relevant = [h for h, s in zip(relevant, sims) if s >= bar]
+    groups: list[dict[str, Any]] = []
+    for h in sorted(relevant, key=lambda h: (h["video"], h["start"], h["end"])):
+        g = groups[-1] if groups else None
+        if g is not None and g["video"] == h["video"] and h["start"] < g["end"]:
+            g["end"] = max(g["end"], h["end"])
+            if h["score"] > g["hit"]["score"]:
+                g["hit"] = h
+        else:
+            groups.append({"video": h["video"], "start": h["start"], "end": h["end"], "hit": h})
+    return groups
+
+
+def earliest(hits: Sequence[dict[str, Any]], description: str, scorer: Scorer | None) -> dict[str, Any] | None:
+    """The earliest relevant moment of a side (the first of ``distinct_moments``), or None."""
+    found = distinct_moments(hits, description, scorer)
+    return min(found, key=lambda g: g["start"])["hit"] if found else None
+
+
+__all__ = ["NOT_FOUND", "Scorer", "count_text", "distinct_moments", "earliest", "kind", "numbers", "options",
+           "order_sides", "read_choice", "read_name", "read_quantity", "read_text", "read_topic", "read_when",
+           "sentences"]

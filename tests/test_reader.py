@@ -1,0 +1,129 @@
+"""The reader (issue 13, part 2): short answers by question type, as pure functions and on the talk fixture."""
+
+from __future__ import annotations
+
+import pytest
+
+from vdisc import Library
+from vdisc.agent import reader
+from vdisc.evaluation.metrics import answer_matches
+
+
+@pytest.mark.parametrize("question,kind", [
+    ("How often does the bell ring?", "count"),
+    ("how many times is the word lighthouse shown", "count"),
+    ("Which is said earlier: the storm warning or the weather report?", "order"),
+    ("Does the goalkeeper save happen before the rocket launch?", "order"),
+    ("What is the driver holding? (A) a map (B) a phone (C) a cup", "choice"),
+    ("Where does the bus stop: the station, the school or the market?", "choice"),
+    ("Tell me what this recording is about", "topic"),
+    ("At what point does the crowd cheer?", "when"),
+    ("How many apples are on the table?", "quantity"),
+    ("what percentage of voters agreed", "quantity"),
+    ("what does the banner read?", "text"),
+    ("which platform does the train leave from?", "name"),
+])
+def test_question_kinds(question, kind):
+    assert reader.kind(question) == kind
+
+
+def test_options_and_sides_are_read_from_the_question():
+    assert reader.options("What is the driver holding? (A) a map (B) a phone (C) a cup") == (
+        "What is the driver holding?", ["a map", "a phone", "a cup"])
+    assert reader.options("Where does the bus stop: the station, the school or the market?")[1] == [
+        "the station", "the school", "the market"]
+    assert reader.options("When does the bus stop?") == ("When does the bus stop?", [])
+    assert reader.order_sides("Which comes first, the toast or the speech?") == ("which", "the toast", "the speech")
+    assert reader.order_sides("Did the bell ring before the doors opened?") == ("before", "the bell ring",
+                                                                                  "the doors opened")
+
+
+def test_readers_on_evidence_text():
+    assert reader.read_quantity("how many eggs go into the batter?", "Crack three eggs into the batter.") == "three"
+    assert reader.read_quantity("what share of the budget is spent on rent?",
+                                "Rent takes 31 % of the budget, food another 12%.") == "31%"
+    assert reader.read_quantity("how long does the ferry take?", "The ferry takes 25 minutes to cross.") == (
+        "25 minutes")
+    assert reader.read_quantity("how much is a ticket?", "A ticket costs $4.50 today.") == "$4.50"
+    assert reader.read_quantity("how many eggs?", "No numbers here.") is None
+    assert reader.read_name("which platform does the train leave from?",
+                            "The night train leaves from platform 9 at midnight.") == "platform 9"
+    assert reader.read_name("who scored the goal?", "The captain scored the goal in the last minute.") == "captain"
+    assert reader.read_text(["", "  OPEN   DAILY "]) == "OPEN DAILY"
+    assert reader.read_when(42.6, 46.4) == "0:00:43–0:00:46"
+    picked = reader.read_choice(["a map", "a phone", "a cup"], ["She checks the map before turning left."], None)
+    assert picked is not None and picked[0] == 0
+    assert reader.read_topic("Video: x.mp4. Said: A chef cooks soup in a small kitchen.", None) == (
+        "A chef cooks soup in a small kitchen")
+
+
+def test_distinct_moments_merge_overlapping_hits_and_skip_coarse_ones():
+    def hit(level, start, end, score, snippet="LIGHTHOUSE"):
+        return {"video": "v.mp4", "level": level, "start": start, "end": end, "score": score, "snippet": snippet}
+
+    hits = [hit("clip", 4, 10, 0.04), hit("event", 4.5, 9.5, 0.035), hit("frame", 5, 6, 0.03),
+            hit("clip", 22, 28, 0.05), hit("scene", 0, 50, 0.05), hit("clip", 40, 46, 0.03),
+            hit("clip", 14, 19, 0.01)]  # the last scores below ORDER_FRACTION of the best: not relevant
+    groups = reader.distinct_moments(hits, "LIGHTHOUSE", None)
+    assert [(g["start"], g["end"]) for g in groups] == [(4, 10), (22, 28), (40, 46)]
+    assert groups[0]["hit"]["level"] == "clip"
+
+
+# ---- on the talk fixture ---------------------------------------------------------------------
+def _ask(talk_library, question):
+    home, _ = talk_library
+    return Library(home).ask(question)
+
+
+def test_a_quantity_is_read_from_the_grounded_sentence(talk_library):
+    answer = _ask(talk_library, "how many spoons of salt does the chef add?")
+    assert answer.answer == "two" and answer_matches(answer.answer, "2"), (answer.answer, answer.explanation)
+    assert "two spoons" in answer.explanation and answer.spans
+
+
+def test_on_screen_text_is_the_ocr_line(talk_library):
+    answer = _ask(talk_library, "what does the harbor sign read?")
+    assert answer.answer == "HARBOR 42", (answer.answer, answer.explanation)
+    assert answer.spans and 20.0 <= answer.spans[0].start <= 23.0
+
+
+@pytest.mark.parametrize("question,expected", [
+    ("Which is mentioned first: the library closing or the rocket launch?", "the rocket launch"),
+    ("Which do they talk about earlier, the goalkeeper's catch or the umbrella?", "the umbrella"),
+    ("Does the goalkeeper catch come before the salt in the soup?", "no"),
+])
+def test_which_comes_first(talk_library, question, expected):
+    answer = _ask(talk_library, question)
+    assert answer.answer == expected, (answer.answer, answer.explanation)
+    assert len(answer.spans) == 2 and answer.spans[0].start < answer.spans[1].start
+
+
+def test_multiple_choice_picks_the_option_the_evidence_supports(talk_library):
+    answer = _ask(talk_library, "What does the cook stir into the pot? A) sugar B) salt C) pepper")
+    assert answer.answer == "salt", (answer.answer, answer.explanation)
+    assert "Options scored" in answer.explanation
+
+
+def test_what_the_video_is_about_comes_from_its_summary(talk_library):
+    answer = _ask(talk_library, "Tell me what this recording is about")
+    assert answer.answer and answer.answer != reader.NOT_FOUND, answer.explanation
+    assert answer.answer in answer.explanation and "talk.mp4" in answer.explanation
+
+
+def test_an_absent_event_is_not_found(talk_library):
+    answer = _ask(talk_library, "How many penguins slide across the frozen glacier?")
+    assert answer.answer == "not found" and not answer.spans, (answer.answer, answer.explanation)
+    assert answer.explanation.startswith("Not found")
+
+
+def test_how_often_counts_only_moments_about_the_question(talk_library):
+    answer = _ask(talk_library, "How often does anyone bring up the rocket?")
+    assert answer.answer == "1", (answer.answer, answer.explanation)
+    assert "rocket" in answer.explanation and "PINEAPPLE" not in answer.explanation
+
+
+@pytest.mark.parametrize("question,expected", [("who caught the ball?", "goalkeeper"),
+                                               ("what should people bring tomorrow?", "umbrella")])
+def test_a_named_thing_is_the_new_words_nearest_the_question(talk_library, question, expected):
+    answer = _ask(talk_library, question)
+    assert answer.answer == expected, (answer.answer, answer.explanation)
