@@ -8,7 +8,10 @@ import pytest
 
 from vdisc.agent.chat_model import OLLAMA_URL, load, split_ref
 
-from test_agent_llm import FakeOpenAI, _completion, llm_env, open_lib  # noqa: F401 - fixtures
+import test_agent_llm
+from test_agent_llm import FakeOpenAI, _completion
+
+llm_env, open_lib = test_agent_llm.llm_env, test_agent_llm.open_lib  # the fixtures, shared
 
 
 @pytest.mark.parametrize("ref, want", [
