@@ -52,6 +52,9 @@ class Settings(BaseModel):
     ocr_frames_per_clip: int = Field(3, ge=0, description="most OCR reads per clip")
     caption_frames: int = Field(3, ge=1, description="frames shown to the captioner per clip")
 
+    span_support: float = Field(60.0, gt=0, description="longest moment (seconds) a tool observation may return "
+                                                          "and still support an answer's span; a browse entry, "
+                                                          "an hour or a whole video never does")
     compressor: str = Field("auto", description="inspect's clip compressor: auto (on only when trained weights "
                                                 "are in the library, <library>/compressor.safetensors), a "
                                                 "trained weights file, untrained (the no-op encoder: token "

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, PrivateAttr, model_validator
 from vdisc.timefmt import hms
 
 SPAN_TOLERANCE = 1.0  # seconds a reported span may stick out of the observed moment
+SPAN_SUPPORT = 60.0  # default of Settings.span_support: longer moments say where to look, not when
 
 
 class Span(BaseModel):
@@ -31,6 +32,7 @@ class Moment(BaseModel):
     end: float
     text: str = ""
     score: float = 0.0
+    fine: bool = True  # False for overviews (a browse entry, a video, an hour, a day): no support for a span
 
 
 class Observation(BaseModel):
@@ -86,9 +88,11 @@ class Answer(BaseModel):
         return answer_html(self, Media.inline(self._paths))
 
 
-def check_spans(spans: list[Span], observations: list[Observation]) -> tuple[list[Span], list[Span]]:
-    """(kept, dropped): a span is kept when an observed moment of the same video contains it."""
-    moments = [m for o in observations for m in o.moments]
+def check_spans(spans: list[Span], observations: list[Observation],
+                max_support: float = SPAN_SUPPORT) -> tuple[list[Span], list[Span]]:
+    """(kept, dropped): a span is kept when a fine observed moment of the same video, no longer than
+    ``max_support`` seconds, contains it. An overview covers everything, so it supports nothing."""
+    moments = [m for o in observations for m in o.moments if m.fine and m.end - m.start <= max_support]
     kept, dropped = [], []
     for sp in spans:
         ok = sp.end >= sp.start and any(

@@ -16,7 +16,7 @@ from langchain_core.messages import AnyMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
-from .answer import Answer, Evidence, Observation, Span, check_spans, top_moment
+from .answer import SPAN_SUPPORT, Answer, Evidence, Observation, Span, check_spans, top_moment
 from .toolbox import Toolbox, as_data
 
 
@@ -106,7 +106,8 @@ def run_agent(planner: Planner, toolbox: Toolbox, question: str, video: str | No
     init: AgentState = {"question": question, "video": video, "observations": [], "steps": 0, "exhausted": None,
                         "messages": planner.start(question, video, toolbox, max_steps), "calls": [], "final": None}
     state = app.invoke(init, {"recursion_limit": 4 * max_steps + 10})
-    return build_answer(question, planner.name, state)
+    return build_answer(question, planner.name, state, toolbox.ctx.settings.span_support if toolbox.ctx else
+                        SPAN_SUPPORT)
 
 
 def fallback_final(observations: list[Observation]) -> dict[str, Any]:
@@ -124,7 +125,7 @@ def fallback_final(observations: list[Observation]) -> dict[str, Any]:
             "evidence": []}
 
 
-def build_answer(question: str, planner: str, state: AgentState) -> Answer:
+def build_answer(question: str, planner: str, state: AgentState, max_support: float = SPAN_SUPPORT) -> Answer:
     final = state.get("final") or {}
     observations = state.get("observations", [])
     spans = []
@@ -134,7 +135,7 @@ def build_answer(question: str, planner: str, state: AgentState) -> Answer:
                               confidence=min(max(float(sp.get("confidence", 0.5)), 0.0), 1.0)))
         except (KeyError, TypeError, ValueError):
             continue
-    kept, dropped = check_spans(spans, observations)
+    kept, dropped = check_spans(spans, observations, max_support)
     text = str(final.get("answer", "")).strip() or "(no answer text)"
     explanation = str(final.get("explanation") or "").strip() or text  # replies without one: the answer explains
     exhausted = state.get("exhausted")
@@ -145,7 +146,7 @@ def build_answer(question: str, planner: str, state: AgentState) -> Answer:
     trace = [o.model_dump(exclude={"result"}) for o in observations]
     if dropped:
         trace.append({"dropped_spans": [d.model_dump() for d in dropped],
-                      "why": "not inside any moment a tool returned"})
+                      "why": f"not inside any moment a tool returned at a fine level (at most {max_support:g} s)"})
     return Answer(question=question, answer=text, explanation=explanation, spans=kept,
                   confidence=kept[0].confidence if kept else 0.0,
                   evidence=evidence, steps=state.get("steps", 0), planner=planner,

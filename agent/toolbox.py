@@ -22,6 +22,7 @@ from vdisc.tools.zoom import inspect
 
 from .answer import Moment, Observation
 
+OVERVIEW_LEVELS = frozenset({"video", "day", "hour"})  # hits that say where to look, not when
 TOOLS: dict[str, Callable[..., BaseModel]] = {"browse": browse, "search": search, "inspect": inspect, "ground": ground}
 
 
@@ -148,8 +149,8 @@ def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
 def moments_of(tool: str, result: dict[str, Any]) -> list[Moment]:
     """The timed things in a tool result: what answer spans may cite."""
     if tool == "search":
-        return [Moment(video=h["video"], start=h["start"], end=h["end"], text=h["snippet"], score=h["score"])
-                for h in result["hits"]]
+        return [Moment(video=h["video"], start=h["start"], end=h["end"], text=h["snippet"], score=h["score"],
+                       fine=h["level"] not in OVERVIEW_LEVELS) for h in result["hits"]]
     if tool == "inspect":
         v = result["video"]
         out = [Moment(video=v, start=result["best_start"], end=result["best_end"], score=result["confidence"],
@@ -162,8 +163,8 @@ def moments_of(tool: str, result: dict[str, Any]) -> list[Moment]:
         return [Moment(video=result["video"], start=result["start"], end=result["end"],
                        text=result["evidence"] or result["source"], score=result["confidence"])]
     if tool == "browse":
-        return [Moment(video=v["video"], start=s["start"], end=s["end"], text=s["said"] or s["shown"] or s["seen"])
-                for v in result["videos"] for s in v["scenes"]]
+        return [Moment(video=v["video"], start=s["start"], end=s["end"], text=s["said"] or s["shown"] or s["seen"],
+                       fine=False) for v in result["videos"] for s in v["scenes"]]
     return []
 
 

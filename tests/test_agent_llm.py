@@ -477,3 +477,25 @@ def test_replay_answers_without_calling_the_model_again(talk_library, open_lib, 
     cache = ReplayCache(path)
     second = open_lib(home).ask("When is a downpour forecast?", llm=silent, replay=cache)
     assert second.to_dict() == first.to_dict() and cache.misses == 0 and not silent.calls
+
+
+def test_a_span_invented_inside_a_browse_entry_is_dropped(talk_library, open_lib):
+    """Browse entries (and whole videos, hours, days) cover the timeline: they say where to look, never when.
+    A model that browsed once and answered a made-up span inside an entry gets the span dropped."""
+    home, _ = talk_library
+    fake = ScriptedChatModel(script=[
+        call("browse", {}),
+        final("The keeper catches it at 0:00:40.", [{"video": "talk.mp4", "start": 40.0, "end": 45.0,
+                                                    "confidence": 0.99}], [1]),
+    ])
+    answer = open_lib(home).ask("When does the keeper grab the football?", llm=fake)
+    assert answer.steps == 1 and answer.spans == [] and answer.confidence == 0.0
+    (dropped,) = [t for t in answer.trace if "dropped_spans" in t]
+    assert [(d["start"], d["end"]) for d in dropped["dropped_spans"]] == [(40.0, 45.0)]
+    # the same span after a search that returned the fine moment around it is kept
+    fake = ScriptedChatModel(script=[
+        call("search", {"query": "the goalkeeper caught the ball with one hand"}),
+        final("At 0:00:51.", [{"video": "talk.mp4", "start": 51.5, "end": 54.0, "confidence": 0.9}], [1]),
+    ])
+    kept = open_lib(home).ask("When does the keeper grab the football?", llm=fake)
+    assert [(s.start, s.end) for s in kept.spans] == [(51.5, 54.0)] and kept.confidence == 0.9
