@@ -487,6 +487,10 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Write per-question records here (JSONL)"),
     replay: Optional[Path] = typer.Option(None, "--replay", help="Record tool results and LLM replies to this "
                                           "file, and replay those it already holds"),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="Run with no \"not found\" cut and fit "
+                                             "it for the text model: absent questions below, found moments "
+                                             "above; merged into this JSON file (agent/calibration.json "
+                                             "format). Fit on a dev split only"),
     json_out: bool = JsonOpt,
     device: Optional[str] = DeviceOpt,
     offline: Optional[bool] = OfflineOpt,
@@ -503,8 +507,14 @@ def eval_cmd(
     from vdisc.agent.replay import ReplayCache
 
     cache = ReplayCache(replay) if replay is not None else None
+    if calibrate is not None:
+        if planner != "offline":
+            raise ConfigError("--calibrate fits the offline planner's cut: use it with --planner offline")
+        lib.settings.min_confidence = 0.0
     result = run(lib, items, planner=planner, baseline=baseline, index_missing=index_missing, max_steps=max_steps,
                  replay=cache)
+    if calibrate is not None:
+        _write_calibration(calibrate, lib.settings.models.get("text", ""), dataset, result.records)
     if out is not None:
         rows = result.records + (result.baseline_records or [])
         out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -517,18 +527,19 @@ def eval_cmd(
     table = Table(show_edge=False, header_style="bold")
     table.add_column("kind", no_wrap=True, min_width=max(len(k) for k in ["all", *result.metrics["by_kind"]]))
     table.add_column("n")
-    for col in ("R@1 0.3", "R@1 0.5", "R@1 0.7", "mIoU", "accuracy", "p50 s", "tools"):
+    for col in ("R@1 0.3", "R@1 0.5", "R@1 0.7", "mIoU", "hit", "accuracy", "found", "p50 s", "tools"):
         table.add_column(col)
     if result.baseline is not None:
-        table.add_column("search R@1 0.5")
-        table.add_column("search acc.")
+        for col in ("search R@1 0.5", "search hit", "search acc."):
+            table.add_column(col)
     groups = [("all", result.metrics, result.baseline)] + [
         (k, m, (result.baseline or {}).get("by_kind", {}).get(k)) for k, m in result.metrics["by_kind"].items()]
     for kind, m, b in groups:
-        row = [kind, str(m["questions"]), *_grounding_cells(m), _accuracy(m),
+        row = [kind, str(m["questions"]), *_grounding_cells(m), _accuracy(m), _rate(m.get("found")),
                f"{m.get('latency', {}).get('p50', 0):.2f}", str(m.get("mean_tool_calls", ""))]
         if result.baseline is not None:
-            row += [_grounding_cells(b or {})[1], _accuracy(b or {})]
+            cells = _grounding_cells(b or {})
+            row += [cells[1], cells[4], _accuracy(b or {})]
         table.add_row(*row)
     Console(width=None if sys.stdout.isatty() else 160).print(table)  # a pipe gets the whole table
     unparseable = result.metrics.get("mcq", {}).get("unparseable", 0)
@@ -536,9 +547,31 @@ def eval_cmd(
         typer.echo(f"{unparseable} multiple-choice answers named no single option (counted wrong)", err=True)
 
 
+def _write_calibration(path: Path, text_model: str, dataset: Path, records: list[dict[str, Any]]) -> None:
+    from vdisc.agent.calibration import fit
+    from vdisc.errors import ConfigError
+
+    try:
+        fitted = fit(records)
+    except ValueError as exc:
+        raise ConfigError(f"--calibrate: {exc}") from None
+    table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    table.setdefault("text_models", {})[text_model] = {**fitted, "dataset": dataset.name}
+    path.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"calibrated for {text_model}: not found below {fitted['min_confidence']} "
+               f"({fitted['absent_rejected']:.0%} of {fitted['absent']} absent questions turned away, "
+               f"{fitted['found_kept']:.0%} of {fitted['found']} found moments kept); written to {path}", err=True)
+
+
 def _grounding_cells(m: dict[str, Any]) -> list[str]:
+    """R@1 at 0.3 / 0.5 / 0.7, mIoU and the hit rate, as table cells."""
     g = m.get("grounding")
-    return [f"{g[f'r1@{t}']:.2f}" for t in (0.3, 0.5, 0.7)] + [f"{g['miou']:.2f}"] if g else ["-"] * 4
+    return [f"{g[f'r1@{t}']:.2f}" for t in (0.3, 0.5, 0.7)] + [f"{g['miou']:.2f}", f"{g['hit']:.2f}"] if g \
+        else ["-"] * 5
+
+
+def _rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def _accuracy(m: dict[str, Any]) -> str:

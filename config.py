@@ -55,6 +55,13 @@ class Settings(BaseModel):
     span_support: float = Field(60.0, gt=0, description="longest moment (seconds) a tool observation may return "
                                                           "and still support an answer's span; a browse entry, "
                                                           "an hour or a whole video never does")
+    min_confidence: float | None = Field(
+        None, ge=0, le=1, description="the offline planner answers \"not found\" (naming the nearest candidate) "
+                                      "below this grounded confidence; None: the value calibrated for the text "
+                                      "model on the dev split (agent/calibration.json), else 0.15")
+    llm_context: int = Field(8000, ge=1000, description="tokens of context the planner's chat model may be "
+                                                         "sent per call (its window); tool results are cut "
+                                                         "and old ones summarised to stay under it")
     compressor: str = Field("auto", description="inspect's clip compressor: auto (on only when trained weights "
                                                 "are in the library, <library>/compressor.safetensors), a "
                                                 "trained weights file, untrained (the no-op encoder: token "

@@ -45,13 +45,13 @@ from vdisc.timefmt import hms
 from vdisc.tools.evidence import text_scores
 from vdisc.tools.search import ORDER_FRACTION
 
-from . import reader
+from . import calibration, reader
 from .answer import Observation, end_sentence, top_moment
 from .timewords import Anchor, TimeQuery, parse_time, search_arguments
 from .toolbox import Toolbox
 
 N_INSPECT = 2  # candidate windows zoomed into
-MIN_CONFIDENCE = 0.15  # below this the best moment is reported as "not found"
+MIN_RELEVANT = 0.15  # an inspected window this unsure is not among the relevant ones
 EXTRA_SPAN_CONFIDENCE = 0.5  # other inspected windows this sure are listed as further spans
 OCCURRENCE_SPARE = 1  # candidates inspected beyond the N-th, so one false candidate does not shift the count
 # "right after X" / "right before X": the next (previous) moment, about one scene away; edited video cuts
@@ -184,10 +184,13 @@ def anchor_focus(when: TimeQuery, anchor: Anchor, found: dict[str, Any]) -> Focu
 class OfflinePlanner:
     name = "offline"
     max_steps = 12
+    min_confidence = calibration.DEFAULT
 
     def start(self, question: str, video: str | None, toolbox: Toolbox, max_steps: int) -> list[AnyMessage]:
         self.max_steps = max_steps
         ctx = toolbox.ctx
+        # below this a grounded moment is "not found": calibrated for the text model (agent/calibration.py)
+        self.min_confidence = calibration.min_confidence(ctx.settings if ctx else None)
         self.scorer: reader.Scorer | None = lambda q, texts: text_scores(ctx, q, texts)  # the tools' text model
         return []  # no conversation: the policy reads the observations
 
@@ -203,6 +206,8 @@ class OfflinePlanner:
         if ask == "topic":
             return self._topic(question, state, must_answer)
         stem, opts = reader.options(question) if ask == "choice" else (question, [])
+        if opts and reader.TOPIC.search(stem):  # "what is this video about? (A) ... (B) ..."
+            return self._topic(stem, state, must_answer, opts)
         decision = self._locate(stem, state, must_answer)
         if decision.get("final") is not None:
             decision = {**decision, "final": self._read(ask, stem, opts, decision["final"],
@@ -235,18 +240,23 @@ class OfflinePlanner:
         sp = final["spans"][0]
         quote, source = final.get("quote") or "", final.get("source") or ""
         near = _texts_at(obs, sp["video"], sp["start"], sp["end"])
+        when = parse_time(question)
+        hint = channel_hint(when.text if when.anchor is not None else question)  # the target's channel, not the anchor's
         short: str | None = None
         if ask == "when":
             short = reader.read_when(sp["start"], sp["end"])
         elif ask == "quantity":
             short = next((x for x in (reader.read_quantity(question, t) for t in [quote, *near]) if x), None)
-        elif ask == "text" and source in ("ocr", "speech") and (source == "ocr" or channel_hint(question) != "ocr"):
+        elif ask == "text" and source in ("ocr", "speech") and (source == "ocr" or hint != "ocr"):
             short = quote  # the grounded line is in the channel asked about: it is the answer
         elif ask == "text":  # asked for on-screen text, grounded elsewhere: the line shown there
             shown = [t for o in obs if o.tool == "inspect" and o.result and o.result["video"] == sp["video"]
                      for t in sorted(o.result["shown"], key=lambda x: -x["score"])
                      if t["start"] < sp["end"] and t["end"] > sp["start"]]
             short = reader.read_text([t["text"] for t in shown])
+        elif (ask in ("name", "other") and source == "speech" and quote and not reader.asks_for_words(question)
+              and reader.numbers(quote)):
+            short = reader.read_quantity(question, quote)  # said: "which door number", "what was the price"
         elif ask == "name":
             short = reader.read_name(question, quote) if quote else None
         elif ask == "choice":
@@ -309,9 +319,11 @@ class OfflinePlanner:
                  for f in sorted(firsts, key=lambda f: f["start"])]
         return {"final": {"answer": short, "explanation": end_sentence(why), "spans": spans, "evidence": steps}}
 
-    def _topic(self, question: str, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
+    def _topic(self, question: str, state: dict[str, Any], must_answer: str | None,
+               opts: list[str] | None = None) -> dict[str, Any]:
         """"What is this video about": the video-level summary (a search at level video, the timeline from
-        browse beside it) and its most central sentence (``reader.read_topic``)."""
+        browse beside it) and its most central sentence (``reader.read_topic``), or, given options, the one
+        the summary supports best (``reader.read_choice``)."""
         obs: list[Observation] = state.get("observations", [])
         if not obs and not must_answer:
             video = state.get("video")
@@ -330,7 +342,11 @@ class OfflinePlanner:
             (v, step) = views[0]
             video, start, end = v["video"], 0.0, v["duration"]
             summary = " ".join(s["said"] or s["shown"] or s["seen"] for s in v["scenes"])
-        short = reader.read_topic(summary, self.scorer)
+        if opts:
+            picked = reader.read_choice(opts, [summary, *reader.sentences(summary)], self.scorer)
+            short = opts[picked[0]] if picked else None
+        else:
+            short = reader.read_topic(summary, self.scorer)
         if not short:
             return {"final": {"answer": reader.NOT_FOUND, "spans": [], "evidence": [step],
                               "explanation": f"Not found: {video} has no summary to read."}}
@@ -367,7 +383,7 @@ class OfflinePlanner:
             return {"decision": {"calls": calls}}
         g = grounds[0]
         tobs = [o for o in obs if o.step > g.step]
-        if g.result is None or g.result["confidence"] < MIN_CONFIDENCE:
+        if g.result is None or g.result["confidence"] < self.min_confidence:
             # no clear anchor moment: the relation word may have been content ("call after dinner"); ask
             # the whole question without the relation, in the question's own window
             return {"focus": Focus.of(when), "text": f"{when.text} {anchor.text}", "obs": tobs}
@@ -474,13 +490,13 @@ class OfflinePlanner:
         inspected = [o for o in obs if o.tool == "inspect" and o.result]
         g = dict(grounded[-1].result, step=grounded[-1].step) if grounded else None
         if looked is not None and (g is None or g["video"] != looked["video"] or g["end"] <= looked["start"]
-                                   or g["start"] >= looked["end"] or g["confidence"] < MIN_CONFIDENCE):
+                                   or g["start"] >= looked["end"] or g["confidence"] < self.min_confidence):
             g = {"video": looked["video"], "start": looked["start"], "end": looked["end"],
                  "confidence": LOOK_CONFIDENCE, "source": looked["channel"], "evidence": looked["text"],
                  "step": looked["step"]}
         span = None if g is None else (g["start"], g["end"]) if not focus.bounded() else focus.clamp(
             g["start"], g["end"], least=1e-3)
-        if g is not None and span is not None and g["confidence"] >= MIN_CONFIDENCE:
+        if g is not None and span is not None and g["confidence"] >= self.min_confidence:
             spans = [{"video": g["video"], "start": span[0], "end": span[1], "confidence": g["confidence"]}]
             if focus.occurrence is None and focus.anchor is None and looked is None:  # one moment: no extras
                 for o in sorted(inspected, key=lambda o: -o.result["confidence"]):
@@ -679,7 +695,7 @@ def _relevant(inspected: list[Observation], hint: str | None) -> list[Observatio
         return o.result["confidence"] + (HINT_BONUS if hint and o.result["source"] == hint else 0.0)
 
     best = max(score(o) for o in inspected)
-    return [o for o in inspected if score(o) >= ORDER_FRACTION * best and o.result["confidence"] >= MIN_CONFIDENCE]
+    return [o for o in inspected if score(o) >= ORDER_FRACTION * best and o.result["confidence"] >= MIN_RELEVANT]
 
 
 def _nth_inspect(inspected: list[Observation], hint: str | None, order: str, n: int) -> Observation | None:

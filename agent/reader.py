@@ -149,6 +149,13 @@ def read_when(start: float, end: float) -> str:
     return f"{hms(start)}–{hms(end)}"
 
 
+def tidy_numbers(text: str) -> str:
+    """Digits as a transcriber writes them, put back together: "18 ,000" -> "18,000", and a whole hundred
+    followed by "and" and a smaller number, as "four hundred and twenty" comes out ("400 and 20"), -> 420."""
+    text = re.sub(r"(\d)\s+,(\d{3})\b", r"\1,\2", text)
+    return re.sub(r"\b(\d*[1-9]00) and (\d{1,2})\b", lambda m: str(int(m[1]) + int(m[2])), text)
+
+
 def numbers(text: str) -> list[dict[str, Any]]:
     """The number expressions in a text (digits, number words, clock times) with what they carry: a
     currency sign, a percent, the unit word after them."""
@@ -169,6 +176,7 @@ def read_quantity(question: str, evidence: str) -> str | None:
     as it appears, with its currency or percent; a question of measure ("how long", "how far", "how much")
     gets the unit word after it too, unless the question names it ("how many spoons" -> "two", "how long"
     -> "25 minutes")."""
+    evidence = tidy_numbers(evidence)
     found = numbers(evidence)
     if not found:
         return None
@@ -191,6 +199,12 @@ def read_text(lines: Sequence[str]) -> str | None:
         if line.strip():
             return " ".join(line.split())
     return None
+
+
+def asks_for_words(question: str) -> bool:
+    """Whether a "what / which" question asks for a name or words (who, whose, a name, what it is called or
+    says) rather than for something a number could answer (a price, a door, a year)."""
+    return re.search(r"\b(who|whom|whose|names?|called|phrase|words?|says?|said)\b", question, re.IGNORECASE) is not None
 
 
 def read_name(question: str, evidence: str) -> str | None:

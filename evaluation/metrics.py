@@ -7,6 +7,10 @@
 - open answers: the short answer equals the reference once both are normalised (``answer_key``: case,
   accents, punctuation and articles folded, numbers as digits whether written "two" or "2", "14 %" as
   "14%"); the search baseline, which has no short answer, keeps containment in its snippet
+- found vs extent: the hit rate (the top span overlaps a reference span and is at most ``HIT_SPAN`` long:
+  the right moment, whatever its edges) beside R@1; the found rate (questions about something that is
+  there, answered with something other than "not found"); absent questions (reference "not found") are
+  scored by their answer like any other
 - latency p50 / p95, mean tool calls; everything also broken down by kind
 """
 
@@ -19,6 +23,8 @@ from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
 THRESHOLDS = (0.3, 0.5, 0.7)
+HIT_SPAN = 30.0  # seconds: a span longer than this points at a region, not at a moment
+NOT_FOUND = "not found"
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -28,6 +34,18 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     if union <= 0:
         return 1.0 if (a[0], a[1]) == (b[0], b[1]) else 0.0
     return inter / union
+
+
+def is_hit(pred: Sequence[float] | None, refs: Iterable[Sequence[float]]) -> bool:
+    """Whether a predicted span finds the moment: it overlaps a reference span and is at most ``HIT_SPAN`` s."""
+    if pred is None or pred[1] - pred[0] > HIT_SPAN:
+        return False
+    return any(min(pred[1], r[1]) > max(pred[0], r[0]) or tuple(pred) == tuple(r) for r in refs)
+
+
+def says_not_found(answer: str) -> bool:
+    """Whether a short answer is "not found" (whatever its case and punctuation)."""
+    return answer_key(answer) == NOT_FOUND
 
 
 def best_iou(pred: Sequence[float] | None, refs: Iterable[Sequence[float]]) -> float:
@@ -69,6 +87,14 @@ def _words_to_number(words: list[str]) -> int:
     return total + current
 
 
+def _run_number(run: list[str]) -> str:
+    """Number words as digits; a run of single digits is read digit by digit ("seven three nine" -> 739),
+    the way codes and phone numbers are said."""
+    if len(run) > 1 and all(w in _UNITS[:10] for w in run):
+        return "".join(str(_UNITS.index(w)) for w in run)
+    return str(_words_to_number(run))
+
+
 def answer_key(text: str) -> str:
     """A short answer reduced to what matters when comparing it: lower case ASCII words, no punctuation,
     no articles, numbers as digits ("Two" and "2" alike, "forty-two" as 42, "1,000" as 1000), and a percent
@@ -93,7 +119,7 @@ def answer_key(text: str) -> str:
                 run = []
             continue
         if run:
-            out.append(str(_words_to_number(run)))
+            out.append(_run_number(run))
             run = []
         if tok and tok not in ARTICLES:
             out.append(tok)
@@ -144,13 +170,17 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
     grounded = [r for r in records if r.get("iou") is not None]
+    present = [r for r in records if r.get("reference") is None or answer_key(r["reference"]) != NOT_FOUND]
     mcq = [r for r in records if r.get("options")]
     open_ = [r for r in records if not r.get("options") and r.get("reference")]
     m: dict[str, Any] = {"questions": len(records)}
     if grounded:
         ious = [r["iou"] for r in grounded]
         m["grounding"] = {"n": len(ious), "miou": round(statistics.fmean(ious), 4),
-                          **{f"r1@{t}": round(sum(x >= t for x in ious) / len(ious), 4) for t in THRESHOLDS}}
+                          **{f"r1@{t}": round(sum(x >= t for x in ious) / len(ious), 4) for t in THRESHOLDS},
+                          "hit": round(sum(bool(r.get("hit")) for r in grounded) / len(grounded), 4)}
+    if present and any("found" in r for r in present):
+        m["found"] = round(sum(bool(r.get("found")) for r in present) / len(present), 4)
     if mcq:
         m["mcq"] = {"n": len(mcq), "accuracy": round(sum(r["correct"] for r in mcq) / len(mcq), 4),
                     "unparseable": sum(r.get("choice") is None for r in mcq)}

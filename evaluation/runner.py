@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from vdisc.errors import VdiscError
 
 from .dataset import Item
-from .metrics import answer_matches, best_iou, choose_option, contains, normalise, summarise
+from .metrics import answer_matches, best_iou, choose_option, contains, is_hit, normalise, says_not_found, summarise
 
 
 class EvalResult(BaseModel):
@@ -35,6 +35,8 @@ def score(item: Item, answer_text: str, spans: list[tuple[str, float, float]], v
     is not a short answer (``short=False``: the search baseline's snippet) is right when it contains it."""
     pred = next(((a, b) for v, a, b in spans if v == video_name), None)
     rec: dict[str, Any] = {"iou": round(best_iou(pred, item.spans), 4) if item.spans else None,
+                           "hit": is_hit(pred, item.spans) if item.spans else None,
+                           "found": bool(answer_text.strip()) and not says_not_found(answer_text),
                            "choice": None, "reference": item.answer}
     if item.options:
         rec["choice"] = choose_option(answer_text, item.options)
@@ -44,6 +46,16 @@ def score(item: Item, answer_text: str, spans: list[tuple[str, float, float]], v
     else:
         rec["correct"] = rec["iou"] is not None and rec["iou"] >= 0.5
     return rec
+
+
+def asked(item: Item) -> str:
+    """The question as put to the planner: a multiple-choice item's options, when the question does not
+    already list them, follow it lettered ("(A) two (B) three"), the way such benchmarks pose them."""
+    from vdisc.agent.reader import options
+
+    if not item.options or options(item.question)[1]:
+        return item.question
+    return item.question + " " + " ".join(f"({chr(ord('A') + i)}) {o}" for i, o in enumerate(item.options))
 
 
 def _is_answer(item: Item, choice: int) -> bool:
@@ -64,14 +76,16 @@ def run(lib: Any, items: list[Item], *, planner: str = "offline", baseline: bool
         name = names.get(item.video)
         if name is None:
             rec.update(answer="", spans=[], error="video not indexed (use --index-missing)", latency=None,
-                       tool_calls=0, iou=0.0 if item.spans else None, choice=None, correct=False,
+                       tool_calls=0, iou=0.0 if item.spans else None, hit=False if item.spans else None,
+                       found=False, choice=None, correct=False,
                        reference=item.answer)
         else:
             t0 = time.perf_counter()
             try:
-                ans = lib.ask(item.question, video=item.video, llm=llm, max_steps=max_steps, replay=replay)
+                ans = lib.ask(asked(item), video=item.video, llm=llm, max_steps=max_steps, replay=replay)
                 rec.update(answer=ans.answer, explanation=ans.explanation,
-                           spans=[[s.video, s.start, s.end] for s in ans.spans], tool_calls=ans.steps, error=None)
+                           spans=[[s.video, s.start, s.end] for s in ans.spans], tool_calls=ans.steps, error=None,
+                           confidence=max((s.confidence for s in ans.spans), default=0.0))
             except VdiscError as exc:
                 rec.update(answer="", spans=[], tool_calls=0, error=str(exc))
             rec["latency"] = round(time.perf_counter() - t0, 3)

@@ -255,9 +255,12 @@ def trim_silence(x: np.ndarray, sr: int, thresh_db: float = -40.0) -> np.ndarray
     return x[loud[0] * win: (loud[-1] + 1) * win]
 
 
-def synth_sentence(text: str, tmp: Path, idx: int, prefix: str = "say") -> np.ndarray:
+def synth_sentence(text: str, tmp: Path, idx: int, prefix: str = "say", voice: str | None = None) -> np.ndarray:
+    """One sentence (or several, said as one turn) in ``voice`` (an espeak-ng voice such as "en-gb+f3";
+    default: ``ESPEAK_ARGS``'s)."""
     wav = tmp / f"{prefix}{idx}.wav"
-    run(["espeak-ng", *ESPEAK_ARGS, "-w", str(wav), text], capture_output=True)
+    args = list(ESPEAK_ARGS) if voice is None else ["-v", voice, "-s", ESPEAK_ARGS[3]]
+    run(["espeak-ng", *args, "-w", str(wav), text], capture_output=True)
     x, sr = read_wav_mono(wav)
     if sr != TALK_SR:
         raise RuntimeError(f"espeak-ng wrote {sr} Hz, expected {TALK_SR} Hz")
@@ -274,12 +277,13 @@ def shot_of(t0: float, t1: float, shots: list[tuple[int, int, str]] = SHOTS) -> 
 
 
 def build_talk_audio(tmp: Path, name: str = "talk", shots: list[tuple[int, int, str]] = SHOTS,
-                     sentences: list[tuple[str, float]] = SPEECH) -> tuple[Path, list[dict]]:
+                     sentences: list[tuple] = SPEECH) -> tuple[Path, list[dict]]:
+    """The speech track; a sentence is (text, start) or (text, start, espeak voice)."""
     duration = shots[-1][1]
     track = np.zeros(int(duration * TALK_SR), dtype=np.float32)
     speech = []
-    for i, (text, start) in enumerate(sentences):
-        clip = synth_sentence(text, tmp, i, prefix=f"{name}_say")
+    for i, (text, start, *voice) in enumerate(sentences):
+        clip = synth_sentence(text, tmp, i, prefix=f"{name}_say", voice=voice[0] if voice else None)
         a = int(round(start * TALK_SR))
         b = a + len(clip)
         end = b / TALK_SR
@@ -318,17 +322,22 @@ def make_events(out: Path, tmp: Path) -> None:
 
 
 def make_spoken_video(out: Path, tmp: Path, name: str, shots: list[tuple[int, int, str]],
-                      sentences: list[tuple[str, float]], onscreen: list[tuple[str, float, float]],
+                      sentences: list[tuple], onscreen: list[tuple],
                       fontsize: int) -> None:
     """Write ``<name>.mp4`` + ``<name>.json`` in the talk.mp4 format.  An
     on-screen text may hold ``\\n``: each line gets its own drawtext, stacked
-    around the frame centre, and the JSON joins the lines with spaces."""
+    around the frame centre, and the JSON joins the lines with spaces.
+
+    An on-screen item is (text, start, end) or (text, start, end, style); style keys (all optional):
+    ``font`` (a path), ``size``, ``color``, ``box`` (box colour), ``y`` ("top", "centre", "bottom"),
+    ``cross`` (True: the text may stay on screen across a cut)."""
     duration = shots[-1][1]
     audio, speech = build_talk_audio(tmp, name, shots, sentences)
 
-    font = ImageFont.truetype(str(FONT_BOLD), fontsize)
-    for text, t0, t1 in onscreen:
-        if shot_of(t0, t1, shots) < 0:
+    for text, t0, t1, *style in onscreen:
+        st = style[0] if style else {}
+        font = ImageFont.truetype(str(st.get("font", FONT_BOLD)), st.get("size", fontsize))
+        if shot_of(t0, t1, shots) < 0 and not st.get("cross"):
             raise RuntimeError(f"on-screen text {text!r} crosses a cut")
         for v in (t0, t1):
             if abs(v * TALK_FPS - round(v * TALK_FPS)) > 1e-6:
@@ -346,15 +355,20 @@ def make_spoken_video(out: Path, tmp: Path, name: str, shots: list[tuple[int, in
         )
     concat_in = "".join(f"[v{i}]" for i in range(len(shots)))
     chain = f"{concat_in}concat=n={len(shots)}:v=1:a=0"
-    pitch = fontsize + 2 * ONSCREEN_BOXBORDER  # boxes of adjacent lines just touch
-    for text, t0, t1 in onscreen:
+    for text, t0, t1, *style in onscreen:
+        st = style[0] if style else {}
+        size = st.get("size", fontsize)
+        pitch = size + 2 * ONSCREEN_BOXBORDER  # boxes of adjacent lines just touch
+        base = {"top": f"{ONSCREEN_BOXBORDER + 6}", "bottom": f"h-text_h-{ONSCREEN_BOXBORDER + 6}"}.get(
+            st.get("y", "centre"), "(h-text_h)/2")
         lines = text.split("\n")
         for j, line in enumerate(lines):
             off = (2 * j - (len(lines) - 1)) * pitch / 2
-            y = "(h-text_h)/2" if off == 0 else f"(h-text_h)/2{off:+g}"
+            y = base if off == 0 else f"{base}{off:+g}"
             chain += (
-                f",drawtext=fontfile='{FONT_BOLD}':text='{_esc_text(line)}'"
-                f":fontsize={fontsize}:fontcolor=white:box=1:boxcolor=black"
+                f",drawtext=fontfile='{st.get('font', FONT_BOLD)}':text='{_esc_text(line)}'"
+                f":fontsize={size}:fontcolor={st.get('color', 'white')}:box=1"
+                f":boxcolor={st.get('box', 'black')}"
                 f":boxborderw={ONSCREEN_BOXBORDER}:x=(w-text_w)/2:y={y}"
                 # frame indices, not t: t = pts * 0.04 is inexact (21.6 -> 21.5999...)
                 f":enable='gte(n,{round(t0 * TALK_FPS)})*lt(n,{round(t1 * TALK_FPS)})'"
@@ -384,7 +398,7 @@ def make_spoken_video(out: Path, tmp: Path, name: str, shots: list[tuple[int, in
         "shots": [[float(s), float(e)] for s, e, _ in shots],
         "speech": speech,
         "onscreen": [{"text": " ".join(t.split("\n")), "start": float(a), "end": float(b)}
-                     for t, a, b in onscreen],
+                     for t, a, b, *_ in onscreen],
     }
     (out / f"{name}.json").write_text(json.dumps(truth, indent=2) + "\n")
     log(f"wrote {dst} ({dst.stat().st_size} bytes) and {name}.json")

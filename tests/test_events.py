@@ -119,6 +119,29 @@ def test_search_returns_the_event_with_its_extent(events_library):
     assert any(h.level == "event" and h.start < 20.0 < h.end for h in anywhere)
 
 
+@pytest.mark.parametrize("question,line", [
+    ("When does the fire alarm begin to sound?", 2),  # "started ringing", not the same alarm stopping
+    ("When does the alarm in the station go quiet?", 3),
+])
+def test_of_two_lines_about_one_alarm_the_asked_one_is_picked(events_library, question, line):
+    home, _ = events_library
+    ans = Library(home).ask(question, llm="offline")
+    truth = TRUTH["speech"][line]
+    assert ans.spans, ans.explanation
+    top = ans.spans[0]
+    assert abs(top.start - truth["start"]) <= EDGE and abs(top.end - truth["end"]) <= EDGE, ans.explanation
+
+
+def test_an_absent_event_is_not_found_with_the_calibrated_cut(events_library, monkeypatch):
+    home, _ = events_library
+    question = "When does someone announce that a train is delayed?"  # nothing of the kind is said
+    ans = Library(home).ask(question, llm="offline")
+    assert ans.answer == "not found" and not ans.spans, ans.explanation
+    assert ans.explanation.startswith("Not found") and "closest candidate" in ans.explanation
+    monkeypatch.setenv("VDISC_MIN_CONFIDENCE", "0.15")  # the cut before calibration reports a weak match
+    assert Library(home).ask(question, llm="offline").spans
+
+
 # ---- the same units from a live source, after a crash, and in doctor ---------------------------
 def test_following_the_video_gives_the_same_track_and_the_utterances(events_library, tmp_path, test_models):
     home, _ = events_library
