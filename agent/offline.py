@@ -276,6 +276,9 @@ class OfflinePlanner:
         text = when.text
         if not obs and not must_answer:
             extra = {**Focus.of(when).search_args(), "order": "earliest"}
+            hint = channel_hint(text)
+            if hint is not None:  # "how many times is X shown": only what is shown counts
+                extra["modality"] = hint
             return {"calls": [_call("search", {"query": q, "top_k": COUNT_TOP_K, **extra}) for q in queries(text)]}
         searches = [o for o in obs if o.tool == "search" and o.result]
         description = describe(text)

@@ -46,7 +46,7 @@ STOP = frozenset(
     "what when where which who whom whose why will with would you your not no yes because although though while "
     "since until unless whereas also just very really only even please".split())
 
-COUNT = re.compile(r"\bhow (many times|often)\b|\bhow many (separate |different )?(occasions|moments)\b",
+COUNT = re.compile(r"\bhow (many (\w+ ){0,2}times|often)\b|\bhow many (\w+ )?(occasions|moments)\b",
                    re.IGNORECASE)
 TOPIC = re.compile(r"\b(what('s| is| are)? (this|the) (whole |entire )?(video|clip|film|movie|recording|talk)"
                    r"( \w+)? about|what is (it|this) about|(main )?topic of|summar(y|ise|ize))\b", re.IGNORECASE)

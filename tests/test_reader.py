@@ -12,6 +12,7 @@ from vdisc.evaluation.metrics import answer_matches
 @pytest.mark.parametrize("question,kind", [
     ("How often does the bell ring?", "count"),
     ("how many times is the word lighthouse shown", "count"),
+    ("How many separate times does the logo appear?", "count"),
     ("Which is said earlier: the storm warning or the weather report?", "order"),
     ("Does the goalkeeper save happen before the rocket launch?", "order"),
     ("What is the driver holding? (A) a map (B) a phone (C) a cup", "choice"),
@@ -25,6 +26,12 @@ from vdisc.evaluation.metrics import answer_matches
 ])
 def test_question_kinds(question, kind):
     assert reader.kind(question) == kind
+
+
+def test_transcribed_numbers_are_put_back_together():
+    assert reader.read_quantity("what did the ticket cost?", "The ticket cost 400 and 20 euros.") == "420"
+    assert reader.read_quantity("how many fans came?", "More than 18 ,000 fans came.") == "18,000"
+    assert reader.tidy_numbers("between 100 and 200 people") == "between 100 and 200 people"  # not 100 + 200
 
 
 def test_options_and_sides_are_read_from_the_question():
