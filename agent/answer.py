@@ -67,6 +67,7 @@ class Answer(BaseModel):
     steps: int = 0
     planner: str = ""
     budget_exhausted: bool = False
+    unsupported: bool = False  # the planner's reply had no support in any tool result: not a finding
     trace: list[dict[str, Any]] = []
     _paths: dict[str, str] = PrivateAttr(default_factory=dict)  # video name -> file, for thumbnails
 
@@ -79,7 +80,11 @@ class Answer(BaseModel):
     def to_dict(self, trace: bool = False) -> dict[str, Any]:
         """The JSON of `vdisc ask --json` (with the trace when asked)."""
         keys = {"question", "answer", "explanation", "spans", "confidence", "evidence", "steps", "planner"}
-        return self.model_dump(include=keys | ({"trace"} if trace else set()))
+        if trace:
+            keys.add("trace")
+        if self.unsupported:  # only when true, so the usual answer keeps its documented keys
+            keys.add("unsupported")
+        return self.model_dump(include=keys)
 
     def _repr_html_(self) -> str:
         # presentation is asked for by the notebook, at display time: the page's renderer is imported only then

@@ -3,12 +3,17 @@
 Both planners (LLM and offline) plug into the same graph and the same tools.
 Budgets are explicit: at most ``max_steps`` tool calls and ``max_seconds`` of
 wall clock; when either runs out the planner is asked to answer with what it
-has, and the Answer says the search was cut short.
+has, and the Answer says the search was cut short. The wall clock bounds the
+planner's own calls too: the state carries the ``deadline`` (``time.monotonic``)
+that the LLM planner gives each model call, and a planner whose call runs past it
+returns ``exhausted`` instead of an answer, so the graph answers from what the
+tools found.
 """
 
 from __future__ import annotations
 
 import operator
+import re
 import time
 from typing import Annotated, Any, Callable, Protocol, TypedDict
 
@@ -17,6 +22,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
 from .answer import SPAN_SUPPORT, Answer, Evidence, Observation, Span, check_spans, top_moment
+from .budget import observation_tokens
 from .toolbox import Toolbox, as_data
 
 
@@ -26,6 +32,8 @@ class Decision(TypedDict, total=False):
     calls: list[dict[str, Any]]  # {"id", "name", "args"}
     final: dict[str, Any]  # {"answer": str, "explanation": str, "spans": [...], "evidence": [step, ...]}
     messages: list[AnyMessage]  # chat messages to append (LLM planner)
+    exhausted: str  # the planner ran out of budget (its model did not reply in time): answer from observations
+    trace: list[dict[str, Any]]  # notes for the Answer's trace (a timed-out call, a retried tool choice)
 
 
 class Planner(Protocol):
@@ -45,6 +53,9 @@ class AgentState(TypedDict, total=False):
     final: dict[str, Any] | None
     steps: int
     exhausted: str | None  # why the budget ran out
+    deadline: float  # time.monotonic() by which everything, model calls included, must be done
+    max_seconds: float
+    notes: Annotated[list[dict[str, Any]], operator.add]  # planners' notes for the trace
 
 
 def run_agent(planner: Planner, toolbox: Toolbox, question: str, video: str | None = None, max_steps: int = 12,
@@ -55,16 +66,21 @@ def run_agent(planner: Planner, toolbox: Toolbox, question: str, video: str | No
 
     def plan(state: AgentState) -> dict[str, Any]:
         decision = planner.plan(state, state.get("exhausted"))
-        update: dict[str, Any] = {"messages": decision.get("messages", []), "calls": [], "final": None}
+        update: dict[str, Any] = {"messages": decision.get("messages", []), "calls": [], "final": None,
+                                  "notes": decision.get("trace", [])}
+        if decision.get("exhausted") and not state.get("exhausted"):
+            update["exhausted"] = decision["exhausted"]
         if decision.get("final") is not None:
             update["final"] = decision["final"]
-        elif state.get("exhausted"):  # the planner insisted on tools: answer for it
+        elif state.get("exhausted") or decision.get("exhausted"):  # insisted on tools, or out of time
             update["final"] = fallback_final(state.get("observations", []))
         else:
             update["calls"] = decision.get("calls", [])
             if not update["calls"]:
                 update["final"] = fallback_final(state.get("observations", []))
         return update
+
+    obs_tokens = observation_tokens(toolbox.context_tokens)
 
     def act(state: AgentState) -> dict[str, Any]:
         steps, observations, messages = state.get("steps", 0), [], []
@@ -85,7 +101,8 @@ def run_agent(planner: Planner, toolbox: Toolbox, question: str, video: str | No
                       "moments": len(obs.moments), "seconds": obs.seconds})
                 observations.append(obs)
             if call.get("id") is not None:
-                messages.append(ToolMessage(content=as_data(obs), tool_call_id=call["id"], name=call["name"]))
+                messages.append(ToolMessage(content=as_data(obs, obs_tokens), tool_call_id=call["id"],
+                                            name=call["name"]))
         if not exhausted and steps >= max_steps:
             exhausted = f"the {max_steps}-step tool budget"
         if not exhausted and time.monotonic() - started > max_seconds:
@@ -104,14 +121,19 @@ def run_agent(planner: Planner, toolbox: Toolbox, question: str, video: str | No
     app = graph.compile()
 
     init: AgentState = {"question": question, "video": video, "observations": [], "steps": 0, "exhausted": None,
-                        "messages": planner.start(question, video, toolbox, max_steps), "calls": [], "final": None}
+                        "messages": planner.start(question, video, toolbox, max_steps), "calls": [], "final": None,
+                        "deadline": started + max_seconds, "max_seconds": max_seconds, "notes": []}
     state = app.invoke(init, {"recursion_limit": 4 * max_steps + 10})
+    if getattr(planner, "usage", None):  # the LLM planner's calls and tokens, for the trace and benchmarks
+        state = {**state, "notes": [*state.get("notes", []), {"llm_usage": dict(planner.usage)}]}
     return build_answer(question, planner.name, state, toolbox.ctx.settings.span_support if toolbox.ctx else
-                        SPAN_SUPPORT)
+                        SPAN_SUPPORT, verify=bool(getattr(planner, "verify_support", False)))
 
 
 def fallback_final(observations: list[Observation]) -> dict[str, Any]:
-    """An answer from observations alone: the most confident grounded, else inspected, else searched moment."""
+    """An answer from observations alone: the most confident grounded, else inspected, else searched moment.
+
+    Marked ``fallback``: it is built from the observations, so it needs no check that they support it."""
     for tool in ("ground", "inspect", "search"):
         best = top_moment(observations, (tool,))
         if best is not None:
@@ -120,12 +142,46 @@ def fallback_final(observations: list[Observation]) -> dict[str, Any]:
                     "explanation": f"The best moment found: {m.text}".strip(),
                     "spans": [{"video": m.video, "start": m.start, "end": m.end,
                                "confidence": round(min(max(m.score, 0.0), 1.0) * 0.5, 3)}],
-                    "evidence": [step]}
-    return {"answer": "not found", "explanation": "Nothing in the library matched the question.", "spans": [],
-            "evidence": []}
+                    "evidence": [step], "fallback": True}
+    why = ("Nothing in the library matched the question." if any(not o.error for o in observations)
+           else "No tool result came back before the search ended, so nothing was found.")
+    return {"answer": "not found", "explanation": why, "spans": [], "evidence": [], "fallback": True}
 
 
-def build_answer(question: str, planner: str, state: AgentState, max_support: float = SPAN_SUPPORT) -> Answer:
+NOT_FOUND = "not found"
+COMMON_WORDS = frozenset("the and for are was were that this with from its it's has have had but not you your "
+                         "they them then than there their what when where which who how video videos".split())
+
+
+def supported(final: dict[str, Any], observations: list[Observation], given: int, kept: int) -> str | None:
+    """Why no observation supports a planner's final answer, or None when one does.
+
+    Supported: a span kept by ``check_spans``; or, without one, a "not found" reply, or a reply whose
+    words are mostly what the videos said, showed or were seen to contain (the texts of the moments the
+    tools returned: not their field names, nor the model's own search queries). Unsupported: no tool
+    result at all, or a reply that neither its moments nor its words tie to a result."""
+    ok = [o for o in observations if not o.error]
+    if not ok:
+        return "the model answered without any tool result from the videos"
+    if kept:
+        return None
+    text = str(final.get("answer", "")).lower()
+    if not given and NOT_FOUND in text:
+        return None
+    words = {w for w in re.findall(r"[a-z0-9]+", text) if (len(w) >= 3 or w.isdigit()) and w not in COMMON_WORDS}
+    seen = {w for o in ok for m in o.moments for w in re.findall(r"[a-z0-9]+", m.text.lower())}
+    # a short reply ("11", "gate 7") needs one of its words in the videos, a longer one at least half
+    if words and len(words & seen) >= max(1, len(words) // 2):
+        return None
+    if given:
+        return "none of its moments lies in a moment a tool returned, nor do its words"
+    return "no tool result contains what it says"
+
+
+def build_answer(question: str, planner: str, state: AgentState, max_support: float = SPAN_SUPPORT,
+                 verify: bool = False) -> Answer:
+    """The Answer of a finished run. ``verify``: a final answer that no observation supports (see
+    ``supported``) is returned as unsupported: "not found", confidence 0, the reason in the explanation."""
     final = state.get("final") or {}
     observations = state.get("observations", [])
     spans = []
@@ -138,19 +194,27 @@ def build_answer(question: str, planner: str, state: AgentState, max_support: fl
     kept, dropped = check_spans(spans, observations, max_support)
     text = str(final.get("answer", "")).strip() or "(no answer text)"
     explanation = str(final.get("explanation") or "").strip() or text  # replies without one: the answer explains
+    why = None if final.get("fallback") or not verify else supported(final, observations, len(spans), len(kept))
+    notes = list(state.get("notes") or [])
+    if why:  # never a finding: the model's words stay in the trace and, quoted, in the explanation
+        said = " ".join(f"{text} {explanation}".split()) if explanation != text else " ".join(text.split())
+        notes.append({"unsupported": why, "reply": said[:2000]})
+        quote = said if len(said) <= 200 else said[:199] + "…"
+        text, kept = NOT_FOUND, []
+        explanation = f"Unsupported: {why}, so its reply is not a finding (it said: \u201c{quote}\u201d)."
     exhausted = state.get("exhausted")
     if exhausted:  # the short answer stays what a person would reply; the explanation says it was cut short
         explanation += f" (Search cut short: {exhausted} ran out.)"
     cited = {int(s) for s in final.get("evidence") or [] if str(s).isdigit()}
-    evidence = _evidence(observations, cited, kept)
-    trace = [o.model_dump(exclude={"result"}) for o in observations]
+    evidence = [] if why else _evidence(observations, cited, kept)
+    trace = [o.model_dump(exclude={"result"}) for o in observations] + notes
     if dropped:
         trace.append({"dropped_spans": [d.model_dump() for d in dropped],
                       "why": f"not inside any moment a tool returned at a fine level (at most {max_support:g} s)"})
     return Answer(question=question, answer=text, explanation=explanation, spans=kept,
                   confidence=kept[0].confidence if kept else 0.0,
                   evidence=evidence, steps=state.get("steps", 0), planner=planner,
-                  budget_exhausted=bool(exhausted), trace=trace)
+                  budget_exhausted=bool(exhausted), unsupported=bool(why), trace=trace)
 
 
 def _evidence(observations: list[Observation], cited: set[int], spans: list[Span]) -> list[Evidence]:

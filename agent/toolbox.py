@@ -51,6 +51,11 @@ class Toolbox:
         self.replay = replay  # a ReplayCache: tool results keyed by library state, models, tool and arguments
         self.models = {name: _args_model(name, fn) for name, fn in TOOLS.items()}
 
+    @property
+    def context_tokens(self) -> int:
+        """The chat model's window the planner keeps under (setting ``llm_context``)."""
+        return int(getattr(getattr(self.ctx, "settings", None), "llm_context", 8000))
+
     def schemas(self, strict: bool = False) -> list[dict[str, Any]]:
         """OpenAI-style function schemas, for chat models that call tools.
 
@@ -168,8 +173,13 @@ def moments_of(tool: str, result: dict[str, Any]) -> list[Moment]:
     return []
 
 
-def as_data(obs: Observation) -> str:
-    """An observation as the chat model sees it: quoted, marked as video content."""
+def as_data(obs: Observation, max_tokens: int | None = None) -> str:
+    """An observation as the chat model sees it: quoted, marked as video content; at most about
+    ``max_tokens`` tokens (a longer result is cut, and says so: ``budget.cut``)."""
     body = {"error": obs.error} if obs.error else obs.result
+    if max_tokens is not None and isinstance(body, dict):
+        from .budget import cut
+
+        body = cut(body, max_tokens)
     return (f'<video-data tool="{obs.tool}" step="{obs.step}">\n'
             f"{json.dumps(body, ensure_ascii=False)}\n</video-data>")

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-NAMES = ("planner_system", "tool_guidance", "answer_format", "budget_exhausted")
+NAMES = ("planner_system", "tool_guidance", "answer_format", "budget_exhausted", "call_a_tool")
 
 
 def load(name: str) -> str:

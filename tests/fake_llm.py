@@ -3,8 +3,9 @@
 ``ScriptedChatModel(script=[...])`` answers its n-th invocation with the n-th
 entry of ``script``: an ``AIMessage`` (copied, so ids never repeat) or a
 callable ``f(messages) -> AIMessage`` that can read the tool results the graph
-sent back. It records every list of messages it is invoked with (``calls``)
-and every tool list it is bound to (``bound_tools``).
+sent back. It records every list of messages it is invoked with (``calls``),
+every tool list it is bound to (``bound_tools``) and the tool choice of each
+binding (``tool_choices``: None for the default, "auto").
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ScriptedChatModel(BaseChatModel):
     repeat_last: bool = False  # past the end of the script, keep playing its last entry
     calls: list[list[BaseMessage]] = Field(default_factory=list)
     bound_tools: list[list[Any]] = Field(default_factory=list)
+    tool_choices: list[Any] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
@@ -38,6 +40,7 @@ class ScriptedChatModel(BaseChatModel):
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> "ScriptedChatModel":
         self.bound_tools.append(list(tools))
+        self.tool_choices.append(kwargs.get("tool_choice"))
         return self
 
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,

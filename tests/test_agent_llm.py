@@ -102,10 +102,13 @@ def test_llm_planner_search_inspect_ground_answer(talk_library, talk_truth, open
     assert set(answer.to_dict()) == ANSWER_KEYS
     assert not any("dropped_spans" in t for t in answer.trace)
 
-    # what the model saw: tools bound once, system + question first, each result as a ToolMessage in <video-data>
+    # what the model saw: the same tools bound thrice (the first turn must call one: "any" is LangChain's
+    # forced choice for a provider that is not OpenAI's client, "search" the named tool where that is
+    # refused), system + question first, each result as a ToolMessage in <video-data>
     assert len(fake.calls) == 4
-    (bound,) = fake.bound_tools
-    assert {t["function"]["name"] for t in bound} == TOOL_NAMES
+    assert fake.tool_choices == [None, "any", "search"]
+    auto, forced, named = fake.bound_tools
+    assert auto == forced == named and {t["function"]["name"] for t in auto} == TOOL_NAMES
     first = fake.calls[0]
     assert isinstance(first[0], SystemMessage) and isinstance(first[1], HumanMessage) and len(first) == 2
     assert first[1].content == question
@@ -146,7 +149,10 @@ def test_tool_errors_reach_the_model_as_tool_messages(talk_library, open_lib):
     assert answer.planner == "llm" and answer.steps == 2 and answer.spans == []
     errors = [e["error"] for e in events if e["event"] == "observation"]
     assert len(errors) == 2 and all(errors)
-    assert [t["tool"] for t in answer.trace] == ["inspect", "teleport"] and all(t["error"] for t in answer.trace)
+    steps = [t for t in answer.trace if "tool" in t]
+    assert [t["tool"] for t in steps] == ["inspect", "teleport"] and all(t["error"] for t in steps)
+    # every tool failed, so nothing from the videos backs the reply: it is no finding
+    assert answer.unsupported and answer.answer == "not found" and answer.confidence == 0.0
 
     tool_msgs = [m for m in fake.calls[1] if isinstance(m, ToolMessage)]
     assert len(tool_msgs) == 2
@@ -405,6 +411,7 @@ PROMPT_VARS: dict[str, dict[str, Any]] = {
     "tool_guidance": {},
     "answer_format": {},
     "budget_exhausted": {"reason": "the 12-step tool budget"},
+    "call_a_tool": {},
 }
 
 
