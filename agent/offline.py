@@ -51,6 +51,7 @@ from .timewords import Anchor, TimeQuery, parse_time, search_arguments
 from .toolbox import Toolbox
 
 N_INSPECT = 2  # candidate windows zoomed into
+FINE_LEVELS = ("clip", "frame", "event")  # hits precise enough to inspect
 MIN_RELEVANT = 0.15  # an inspected window this unsure is not among the relevant ones
 EXTRA_SPAN_CONFIDENCE = 0.5  # other inspected windows this sure are listed as further spans
 OCCURRENCE_SPARE = 1  # candidates inspected beyond the N-th, so one false candidate does not shift the count
@@ -585,9 +586,9 @@ def has_content(text: str) -> bool:
 def candidates(obs: list[Observation], order: str = "relevance") -> list[tuple[str, float, float]]:
     """Candidate windows from all searches, fused by moment (summed scores), best first.
 
-    Frame hits widen to a few seconds around the frame; scene, hour, day and
-    video hits are too coarse to inspect and only count when nothing finer
-    was found. With an ``order`` ("earliest" / "latest") the relevant windows
+    Frame hits widen to a few seconds around the frame; an event (an utterance or
+    a text track) is its own extent; scene, hour, day and video hits are too
+    coarse to inspect and only count when nothing finer was found. With an ``order`` ("earliest" / "latest") the relevant windows
     (at least ORDER_FRACTION of the best fused score) come in time order.
     """
     scores: dict[tuple[str, float, float], float] = {}
@@ -600,7 +601,7 @@ def candidates(obs: list[Observation], order: str = "relevance") -> list[tuple[s
                 key = (h["video"], max(0.0, h["start"] - 3.0), h["end"] + 3.0)
             else:
                 key = (h["video"], h["start"], h["end"])
-            bucket = scores if h["level"] in ("clip", "frame") else coarse
+            bucket = scores if h["level"] in FINE_LEVELS else coarse
             bucket[key] = bucket.get(key, 0.0) + h["score"]
     ranked = sorted(scores.items(), key=lambda kv: -kv[1]) or sorted(coarse.items(), key=lambda kv: -kv[1])
     if order in ("earliest", "latest") and ranked:
