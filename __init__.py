@@ -270,6 +270,8 @@ class Library:
         on_event: Callable[[dict[str, Any]], None] | None = None,
         replay: Any = None,
         last: float | str | None = None,
+        conversation: str | None = None,
+        remember: bool = True,
     ) -> "Answer":
         """Answer a question with moments: an agent searches, inspects and grounds.
 
@@ -281,6 +283,11 @@ class Library:
         LLM replies, and answers from them when it has them.
         ``last`` (seconds, or ``"10m"``) limits the question to the final
         stretch of each video: for a live video, the latest media received.
+        ``conversation`` continues that conversation (an earlier answer's
+        ``conversation`` id; ``answer.followup(...)`` does this for you), so
+        "right after", "before that" and "there" are read against its last
+        answer; without one a new conversation starts. ``remember=False`` keeps
+        no conversation (an evaluation's independent questions).
         """
         from vdisc.agent.graph import run_agent
         from vdisc.agent.toolbox import Toolbox
@@ -295,11 +302,24 @@ class Library:
         if video is not None:
             with ctx.store.session() as s:
                 video = ctx.video(s, video).name
+        from vdisc.agent import conversation as conv
+
+        if conversation is not None and not conv.exists(self.settings.home, conversation):
+            raise ConfigError(f"no conversation {conversation!r} in this library")
+        thread = conversation or (conv.new_id() if remember else None)
         planner = self._planner(llm)
         if replay is not None and hasattr(planner, "replay"):
             planner.replay = replay
         answer = run_agent(planner, Toolbox(ctx, video, replay=replay, last=seconds), question, video=video,
-                           max_steps=max_steps, max_seconds=max_seconds, on_event=on_event)
+                           max_steps=max_steps, max_seconds=max_seconds, on_event=on_event,
+                           conversation=thread, home=self.settings.home)
+        if thread is not None:
+            def followup(q: str, **kwargs: Any) -> "Answer":
+                opts = {"video": video, "llm": llm, "max_steps": max_steps, "max_seconds": max_seconds,
+                        "last": last, **kwargs}
+                return self.ask(q, conversation=thread, **opts)
+
+            answer._followup = followup
         with ctx.store.session() as s:  # so notebooks can show thumbnails
             from sqlalchemy import select
 

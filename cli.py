@@ -343,11 +343,17 @@ def ask(
     last: Optional[str] = LastOpt,
     json_out: bool = JsonOpt,
     trace: bool = typer.Option(False, "--trace", help="Show each step as it happens"),
+    continue_: bool = typer.Option(False, "--continue", help="A follow-up to the library's latest conversation "
+                                   "(\"and right after?\" is read against its last answer)"),
+    conversation: Optional[str] = typer.Option(None, "--conversation", help="A follow-up to this conversation "
+                                               "(the id in an answer's --json)"),
     verbose: bool = VerboseOpt,
     device: Optional[str] = DeviceOpt,
     offline: Optional[bool] = OfflineOpt,
 ) -> None:
     """Ask a question: an agent searches, inspects and grounds, then answers with moments."""
+    from vdisc.agent import conversation as conv
+    from vdisc.errors import ConfigError
 
     def show(event: dict[str, Any]) -> None:
         if event["event"] == "tool":
@@ -361,9 +367,13 @@ def ask(
 
     seconds = None if last is None else parse_duration(last)
     lib = _library(library, device, offline, verbose=verbose)
+    if continue_ and conversation is None:
+        conversation = conv.latest(lib.settings.home)
+        if conversation is None:
+            raise ConfigError("--continue: this library has no conversation yet; ask a first question")
     with lib.notify.gathered(not verbose and not trace):  # --trace: notices in their place among the steps
         answer = lib.ask(question, video=video, llm=llm, max_steps=max_steps, on_event=show if trace else None,
-                         last=seconds)
+                         last=seconds, conversation=conversation)
     if json_out:
         _print_json(answer.to_dict(trace=trace))
         typer.echo(f"({answer.steps} tool calls, {answer.planner} planner)", err=True)

@@ -68,8 +68,17 @@ class Answer(BaseModel):
     planner: str = ""
     budget_exhausted: bool = False
     unsupported: bool = False  # the planner's reply had no support in any tool result: not a finding
+    conversation: str | None = None  # the thread this answer is a turn of (``followup`` continues it)
     trace: list[dict[str, Any]] = []
     _paths: dict[str, str] = PrivateAttr(default_factory=dict)  # video name -> file, for thumbnails
+    _followup: Any = PrivateAttr(default=None)  # set by Library.ask: question -> the next turn's Answer
+
+    def followup(self, question: str, **kwargs: Any) -> "Answer":
+        """Ask a follow-up in the same conversation ("and what happened right after?"): the same library,
+        planner and video; the earlier turns are what its time words and pronouns are read against."""
+        if self._followup is None:
+            raise ValueError("this answer is not part of a conversation (it did not come from Library.ask)")
+        return self._followup(question, **kwargs)
 
     @model_validator(mode="after")
     def _explained(self) -> "Answer":
@@ -79,7 +88,8 @@ class Answer(BaseModel):
 
     def to_dict(self, trace: bool = False) -> dict[str, Any]:
         """The JSON of `vdisc ask --json` (with the trace when asked)."""
-        keys = {"question", "answer", "explanation", "spans", "confidence", "evidence", "steps", "planner"}
+        keys = {"question", "answer", "explanation", "spans", "confidence", "evidence", "steps", "planner",
+                "conversation"}
         if trace:
             keys.add("trace")
         if self.unsupported:  # only when true, so the usual answer keeps its documented keys

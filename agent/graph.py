@@ -17,12 +17,17 @@ import re
 import time
 from typing import Annotated, Any, Callable, Protocol, TypedDict
 
-from langchain_core.messages import AnyMessage, ToolMessage
+from pathlib import Path
+
+from langchain_core.messages import AnyMessage, SystemMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.config import get_stream_writer
+from langgraph.types import Overwrite, Send
 
-from .answer import SPAN_SUPPORT, Answer, Evidence, Observation, Span, check_spans, top_moment
+from .answer import SPAN_SUPPORT, Answer, Evidence, Moment, Observation, Span, check_spans, top_moment
 from .budget import observation_tokens
+from .conversation import checkpointer
 from .toolbox import Toolbox, as_data
 
 
@@ -56,78 +61,142 @@ class AgentState(TypedDict, total=False):
     deadline: float  # time.monotonic() by which everything, model calls included, must be done
     max_seconds: float
     notes: Annotated[list[dict[str, Any]], operator.add]  # planners' notes for the trace
+    results: Annotated[list[dict[str, Any]], operator.add]  # a round's tool results, as the parallel tools end
+    previous: dict[str, Any] | None  # the conversation's last turn: question, answer, explanation, spans
+    turns: Annotated[list[dict[str, Any]], operator.add]  # every finished turn of the conversation
 
 
 def run_agent(planner: Planner, toolbox: Toolbox, question: str, video: str | None = None, max_steps: int = 12,
-              max_seconds: float = 120.0, on_event: Callable[[dict[str, Any]], None] | None = None) -> Answer:
-    """Run the graph to an Answer. ``on_event`` sees each step as it happens."""
+              max_seconds: float = 120.0, on_event: Callable[[dict[str, Any]], None] | None = None,
+              conversation: str | None = None, home: Path | None = None) -> Answer:
+    """Run the graph to an Answer. ``on_event`` sees each step as it happens. With a ``conversation`` id
+    (and the library ``home``), the run is a turn of that conversation (``agent.conversation``): its state
+    is checkpointed, and an earlier turn is what a follow-up question is read against."""
     emit = on_event or (lambda e: None)
     started = time.monotonic()
 
+    obs_tokens = observation_tokens(toolbox.context_tokens)
+
+    def reply(call: dict[str, Any], obs: Observation) -> list[ToolMessage]:
+        """The tool message a chat model's call gets back (the offline planner's calls have no id)."""
+        if call.get("id") is None:
+            return []
+        return [ToolMessage(content=as_data(obs, obs_tokens), tool_call_id=call["id"], name=call["name"])]
+
     def plan(state: AgentState) -> dict[str, Any]:
-        decision = planner.plan(state, state.get("exhausted"))
-        update: dict[str, Any] = {"messages": decision.get("messages", []), "calls": [], "final": None,
-                                  "notes": decision.get("trace", [])}
-        if decision.get("exhausted") and not state.get("exhausted"):
+        # the last round's results, in call order whatever order the parallel tools finished in
+        done = sorted(state.get("results") or [], key=lambda r: r["call"]["step"])
+        new_obs = [r["obs"] for r in done]
+        tool_msgs = [m for r in done for m in reply(r["call"], r["obs"])]
+        steps = state.get("steps", 0)
+        exhausted = state.get("exhausted")
+        if not exhausted and done and steps >= max_steps:
+            exhausted = f"the {max_steps}-step tool budget"
+        if not exhausted and done and time.monotonic() - started > max_seconds:
+            exhausted = f"the {max_seconds:g} s time budget"
+        view = {**state, "observations": [*state.get("observations", []), *new_obs],
+                "messages": [*state.get("messages", []), *tool_msgs], "exhausted": exhausted}
+        decision = planner.plan(view, exhausted)
+        update: dict[str, Any] = {"observations": new_obs, "results": Overwrite([]), "calls": [], "final": None,
+                                  "notes": decision.get("trace", []), "exhausted": exhausted}
+        messages = [*tool_msgs, *decision.get("messages", [])]
+        if decision.get("exhausted") and not exhausted:
             update["exhausted"] = decision["exhausted"]
         if decision.get("final") is not None:
             update["final"] = decision["final"]
-        elif state.get("exhausted") or decision.get("exhausted"):  # insisted on tools, or out of time
-            update["final"] = fallback_final(state.get("observations", []))
+        elif exhausted or decision.get("exhausted"):  # insisted on tools, or out of time
+            update["final"] = fallback_final(view["observations"])
         else:
-            update["calls"] = decision.get("calls", [])
-            if not update["calls"]:
-                update["final"] = fallback_final(state.get("observations", []))
+            scheduled, why = [], None
+            for call in decision.get("calls", []):  # the budget decides what runs; the rest is said not to
+                if why is None and steps >= max_steps:
+                    why = f"the {max_steps}-step tool budget"
+                elif why is None and time.monotonic() - started > max_seconds:
+                    why = f"the {max_seconds:g} s time budget"
+                if why is not None:
+                    messages += reply(call, Observation(step=steps + 1, tool=call["name"], args=call.get("args", {}),
+                                                        error=f"not run: {why} is used up"))
+                    continue
+                steps += 1
+                scheduled.append({**call, "step": steps})
+            update["calls"], update["steps"] = scheduled, steps
+            if why is not None:
+                update["exhausted"] = why
+            if not scheduled:
+                update["final"] = fallback_final(view["observations"])
+        update["messages"] = messages
         return update
 
-    obs_tokens = observation_tokens(toolbox.context_tokens)
+    def act(task: dict[str, Any]) -> dict[str, Any]:
+        """One tool call; the calls of one planner turn run as parallel tasks (``Send``)."""
+        call, write = task["call"], get_stream_writer()
+        write({"event": "tool", "step": call["step"], "tool": call["name"], "args": call.get("args", {})})
+        obs = toolbox.run(call["step"], call["name"], call.get("args", {}))
+        write({"event": "observation", "step": call["step"], "tool": obs.tool, "error": obs.error,
+               "moments": len(obs.moments), "seconds": obs.seconds})
+        return {"results": [{"call": call, "obs": obs}]}
 
-    def act(state: AgentState) -> dict[str, Any]:
-        steps, observations, messages = state.get("steps", 0), [], []
-        exhausted = None
-        for call in state["calls"]:
-            if steps >= max_steps:
-                exhausted = f"the {max_steps}-step tool budget"
-            elif time.monotonic() - started > max_seconds:
-                exhausted = f"the {max_seconds:g} s time budget"
-            if exhausted:
-                obs = Observation(step=steps + 1, tool=call["name"], args=call.get("args", {}),
-                                  error=f"not run: {exhausted} is used up")
-            else:
-                steps += 1
-                emit({"event": "tool", "step": steps, "tool": call["name"], "args": call.get("args", {})})
-                obs = toolbox.run(steps, call["name"], call.get("args", {}))
-                emit({"event": "observation", "step": steps, "tool": obs.tool, "error": obs.error,
-                      "moments": len(obs.moments), "seconds": obs.seconds})
-                observations.append(obs)
-            if call.get("id") is not None:
-                messages.append(ToolMessage(content=as_data(obs, obs_tokens), tool_call_id=call["id"],
-                                            name=call["name"]))
-        if not exhausted and steps >= max_steps:
-            exhausted = f"the {max_steps}-step tool budget"
-        if not exhausted and time.monotonic() - started > max_seconds:
-            exhausted = f"the {max_seconds:g} s time budget"
-        return {"steps": steps, "observations": observations, "messages": messages, "exhausted": exhausted}
-
-    def route(state: AgentState) -> str:
-        return END if state.get("final") is not None else "act"
+    def route(state: AgentState) -> Any:
+        if state.get("final") is not None:
+            return END
+        return [Send("act", {"call": c}) for c in state["calls"]]
 
     graph = StateGraph(AgentState)
     graph.add_node("plan", plan)
     graph.add_node("act", act)
     graph.add_edge(START, "plan")
-    graph.add_conditional_edges("plan", route, {"act": "act", END: END})
+    graph.add_conditional_edges("plan", route, ["act", END])
     graph.add_edge("act", "plan")
-    app = graph.compile()
 
-    init: AgentState = {"question": question, "video": video, "observations": [], "steps": 0, "exhausted": None,
-                        "messages": planner.start(question, video, toolbox, max_steps), "calls": [], "final": None,
-                        "deadline": started + max_seconds, "max_seconds": max_seconds, "notes": []}
-    state = app.invoke(init, {"recursion_limit": 4 * max_steps + 10})
+    def invoke(app: Any, state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+        """Run the graph, streaming: each tool step reaches ``on_event`` as the tools write it."""
+        values: dict[str, Any] = state
+        for mode, chunk in app.stream(state, config, stream_mode=["custom", "values"]):
+            if mode == "custom":
+                emit(chunk)
+            else:
+                values = chunk
+        return values
+
+    max_support = toolbox.ctx.settings.span_support if toolbox.ctx else SPAN_SUPPORT
+    verify = bool(getattr(planner, "verify_support", False))
+    limit = {"recursion_limit": 4 * max_steps + 10}
+    if conversation is None or home is None:
+        state = invoke(graph.compile(), _turn(planner, toolbox, question, video, max_steps, started, max_seconds,
+                                              None), limit)
+        return build_answer(question, planner.name, _with_usage(state, planner), max_support, verify=verify)
+
+    with checkpointer(home) as saver:
+        app = graph.compile(checkpointer=saver)
+        config = {**limit, "configurable": {"thread_id": conversation}}
+        previous = (app.get_state(config).values.get("turns") or [None])[-1]
+        state = invoke(app, _turn(planner, toolbox, question, video, max_steps, started, max_seconds, previous),
+                       config)
+        answer = build_answer(question, planner.name, _with_usage(state, planner), max_support, verify=verify)
+        answer.conversation = conversation
+        app.update_state(config, {"turns": [{
+            "question": question, "answer": answer.answer, "explanation": answer.explanation,
+            "spans": [s.model_dump() for s in answer.spans]}]}, as_node="plan")
+    return answer
+
+
+def _turn(planner: Planner, toolbox: Toolbox, question: str, video: str | None, max_steps: int, started: float,
+          max_seconds: float, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The graph's input for one turn: this turn's observations, notes and budget start afresh (``Overwrite``
+    past the reducers); the messages add to the conversation's, its system prompt already among them."""
+    messages = planner.start(question, video, toolbox, max_steps)
+    if previous is not None:
+        messages = [m for m in messages if not isinstance(m, SystemMessage)]
+    return {"question": question, "video": video, "observations": Overwrite([]), "notes": Overwrite([]),
+            "results": Overwrite([]),
+            "steps": 0, "exhausted": None, "messages": messages, "calls": [], "final": None,
+            "deadline": started + max_seconds, "max_seconds": max_seconds, "previous": previous}
+
+
+def _with_usage(state: dict[str, Any], planner: Planner) -> dict[str, Any]:
     if getattr(planner, "usage", None):  # the LLM planner's calls and tokens, for the trace and benchmarks
-        state = {**state, "notes": [*state.get("notes", []), {"llm_usage": dict(planner.usage)}]}
-    return build_answer(question, planner.name, state, toolbox.ctx.settings.span_support if toolbox.ctx else
-                        SPAN_SUPPORT, verify=bool(getattr(planner, "verify_support", False)))
+        return {**state, "notes": [*state.get("notes", []), {"llm_usage": dict(planner.usage)}]}
+    return state
 
 
 def fallback_final(observations: list[Observation]) -> dict[str, Any]:
@@ -191,7 +260,7 @@ def build_answer(question: str, planner: str, state: AgentState, max_support: fl
                               confidence=min(max(float(sp.get("confidence", 0.5)), 0.0), 1.0)))
         except (KeyError, TypeError, ValueError):
             continue
-    kept, dropped = check_spans(spans, observations, max_support)
+    kept, dropped = check_spans(spans, observations + _previous_moments(state.get("previous")), max_support)
     text = str(final.get("answer", "")).strip() or "(no answer text)"
     explanation = str(final.get("explanation") or "").strip() or text  # replies without one: the answer explains
     why = None if final.get("fallback") or not verify else supported(final, observations, len(spans), len(kept))
@@ -215,6 +284,15 @@ def build_answer(question: str, planner: str, state: AgentState, max_support: fl
                   confidence=kept[0].confidence if kept else 0.0,
                   evidence=evidence, steps=state.get("steps", 0), planner=planner,
                   budget_exhausted=bool(exhausted), unsupported=bool(why), trace=trace)
+
+
+def _previous_moments(previous: dict[str, Any] | None) -> list[Observation]:
+    """The last turn's answer spans, as support for this turn's ("what is shown there?" may cite them)."""
+    if not previous or not previous.get("spans"):
+        return []
+    return [Observation(step=0, tool="previous", args={}, moments=[
+        Moment(video=s["video"], start=s["start"], end=s["end"], text=previous.get("explanation", ""))
+        for s in previous["spans"]])]
 
 
 def _evidence(observations: list[Observation], cited: set[int], spans: list[Span]) -> list[Evidence]:

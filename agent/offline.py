@@ -51,7 +51,7 @@ from .timewords import Anchor, TimeQuery, parse_time, search_arguments
 from .toolbox import Toolbox
 
 N_INSPECT = 2  # candidate windows zoomed into
-FINE_LEVELS = ("clip", "frame", "event")  # hits precise enough to inspect
+FINE_LEVELS = ("clip", "frame")  # hits inspected; an event hit's moment comes back through its clip
 MIN_RELEVANT = 0.15  # an inspected window this unsure is not among the relevant ones
 EXTRA_SPAN_CONFIDENCE = 0.5  # other inspected windows this sure are listed as further spans
 OCCURRENCE_SPARE = 1  # candidates inspected beyond the N-th, so one false candidate does not shift the count
@@ -218,7 +218,17 @@ class OfflinePlanner:
     def _locate(self, question: str, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
         obs: list[Observation] = state.get("observations", [])
         when = parse_time(question)
-        if when.anchor is None:
+        previous = state.get("previous") or {}
+        if when.anchor is None and when.back is not None and previous.get("spans"):
+            # a follow-up ("and right after?"): the last answer's moment is the anchor, already grounded
+            sp = previous["spans"][0]
+            anchor = Anchor(relation=when.back, text=previous["question"])
+            quoted_ = re.search(r'"(.+?)"', previous.get("explanation") or "")  # the line it rested on
+            said = quoted_.group(1) if quoted_ else previous.get("answer", "")
+            found = {"video": sp["video"], "start": sp["start"], "end": sp["end"], "source": "previous",
+                     "evidence": said if len(said) <= 160 else said[:159] + "…"}
+            focus, text, tobs = anchor_focus(when, anchor, found), when.text, obs
+        elif when.anchor is None:
             focus, text, tobs = Focus.of(when), when.text, obs
         else:
             staged = self._anchor(when, obs, must_answer)
@@ -517,7 +527,8 @@ class OfflinePlanner:
             steps = [g["step"]] + [o.step for o in inspected]
             if focus.anchor is not None:
                 a = focus.anchor
-                said = {"speech": "said", "ocr": "shown", "visual": "seen"}.get(a["source"], "found")
+                said = {"speech": "said", "ocr": "shown", "visual": "seen", "previous": "the last answer"}.get(
+                    a["source"], "found")
                 about = f' ({said}: "{a["evidence"]}")' if a["evidence"] else ""
                 text += f", {RELATION_WORDS[a['relation']]} {hms(a['start'])}–{hms(a['end'])}{about}"
                 steps.append(focus.anchor_step)
@@ -586,9 +597,11 @@ def has_content(text: str) -> bool:
 def candidates(obs: list[Observation], order: str = "relevance") -> list[tuple[str, float, float]]:
     """Candidate windows from all searches, fused by moment (summed scores), best first.
 
-    Frame hits widen to a few seconds around the frame; an event (an utterance or
-    a text track) is its own extent; scene, hour, day and video hits are too
-    coarse to inspect and only count when nothing finer was found. With an ``order`` ("earliest" / "latest") the relevant windows
+    Frame hits widen to a few seconds around the frame; scene, hour, day and
+    video hits are too coarse to inspect and only count when nothing finer
+    was found. Event hits (utterances, text tracks) are not windows of their own
+    here: measured on the dev split they changed nothing, and ground restores
+    an event's extent from the clip. With an ``order`` ("earliest" / "latest") the relevant windows
     (at least ORDER_FRACTION of the best fused score) come in time order.
     """
     scores: dict[tuple[str, float, float], float] = {}

@@ -73,6 +73,9 @@ class TimeQuery(BaseModel):
     within: tuple[float, float] | None = None
     at: float | None = None  # a named point; ``within`` holds the few seconds around it
     anchor: Anchor | None = None
+    # a relation to the moment talked about before ("right after that", "before it", "at that moment"): in a
+    # conversation, the last answer's moment is the anchor
+    back: Relation | None = None
     text: str
 
     def bounds(self) -> tuple[float | None, float | None]:
@@ -374,6 +377,29 @@ def _anchor(t: _Text) -> tuple[Relation, _Text] | None:
     return None
 
 
+# a relation word with no moment of its own after it: "and right after?", "before that", "at that moment"
+_BACK = re.compile(
+    r"\b(?:(?P<near>right|just|immediately|directly|shortly|soon)\s+)?(?P<rel>after|before|while|during)"
+    r"(?:\s+(?:that|this|it|then|them|those))?(?=\s*[?.!]*\s*$)|"
+    r"\b(?P<same>at\s+(?:that|this|the\s+same)\s+(?:moment|point|time)|meanwhile)\b", re.I)
+
+
+def _back(t: _Text) -> Relation | None:
+    """The relation of a question to the moment talked about before, cut out; None when it names none."""
+    m = _BACK.search(t.mask)
+    if m is None:
+        return None
+    if m.group("same"):
+        relation: Relation = "during"
+    elif m.group("near"):
+        relation = "right_after" if m.group("rel").lower() == "after" else "right_before" \
+            if m.group("rel").lower() == "before" else "during"
+    else:
+        relation = _RELATIONS[m.group("rel").lower()]
+    t.cut(m.start(), m.end())
+    return relation
+
+
 def _tidy(text: str, fallback: str) -> str:
     return " ".join(text.split()).strip(" ,.;:!?") or fallback.strip()
 
@@ -389,6 +415,8 @@ def parse_time(question: str) -> TimeQuery:
         order, occurrence = _order(clause)
         q.anchor = Anchor(relation=relation, text=_tidy(clause.orig, clause.orig), order=order,
                           occurrence=occurrence)
+    else:
+        q.back = _back(t)
     q.order, q.occurrence = _order(t)
     q.text = _tidy(t.orig, question)
     return q

@@ -82,7 +82,8 @@ def run(lib: Any, items: list[Item], *, planner: str = "offline", baseline: bool
         else:
             t0 = time.perf_counter()
             try:
-                ans = lib.ask(asked(item), video=item.video, llm=llm, max_steps=max_steps, replay=replay)
+                ans = lib.ask(asked(item), video=item.video, llm=llm, max_steps=max_steps, replay=replay,
+                              remember=False)
                 rec.update(answer=ans.answer, explanation=ans.explanation,
                            spans=[[s.video, s.start, s.end] for s in ans.spans], tool_calls=ans.steps, error=None,
                            confidence=max((s.confidence for s in ans.spans), default=0.0))

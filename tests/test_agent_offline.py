@@ -118,7 +118,8 @@ def test_ask_cli_json_schema(talk_library):
     r = vdisc("ask", "When is a downpour forecast?", "--library", str(home), "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert set(data) == {"question", "answer", "explanation", "spans", "confidence", "evidence", "steps", "planner"}
+    assert set(data) == {"question", "answer", "explanation", "spans", "confidence", "evidence", "steps", "planner",
+                         "conversation"}
     assert isinstance(data["question"], str) and isinstance(data["answer"], str)
     assert data["explanation"].startswith("At ") and "talk.mp4" in data["explanation"]
     assert isinstance(data["confidence"], float) and isinstance(data["steps"], int) and data["planner"] == "offline"
