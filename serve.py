@@ -1,18 +1,32 @@
 """`vdisc serve`: a local web page over a library — ask, search, see each moment, click to play it.
 
-``create_app(library)`` builds the FastAPI app; ``run`` serves it with uvicorn.
+``create_app(library)`` builds the FastAPI app; ``server`` wraps it in a uvicorn
+server on a listening socket, and ``run`` serves that until interrupted.
 
 - ``GET /`` the page (``web/page.html``: no external assets).
 - ``GET /api/videos``, ``GET /api/search?q=`` JSON; search returns the hits and
   their HTML from the shared renderer (``web/render.py``, as notebooks use).
-- ``GET /api/ask?q=`` server-sent events: ``tool`` and ``observation`` as the
-  agent runs, then ``answer`` (the ``vdisc ask --json`` dict and its HTML) or
-  ``fail`` (one line). ``fail``, not ``error``: a browser's EventSource uses
-  ``error`` for dropped connections.
+- ``GET /api/ask?q=`` server-sent events: ``queued`` (``position`` in line, 1 =
+  next) when it must wait for a free slot, ``tool`` and ``observation`` as the agent
+  runs, then ``answer`` (the ``vdisc ask --json`` dict and its HTML) or ``fail``
+  (one line). ``fail``, not ``error``: a browser's EventSource uses ``error``
+  for dropped connections.
 - ``GET /video/{id}`` the file, with HTTP range requests (Starlette's
   ``FileResponse``: 206, multi-range, 416 for ranges past the end).
 - ``GET /thumb/{id}/{ms}`` a JPEG of the frame at ``ms`` milliseconds, decoded on
   first request and cached under ``<library>/thumbs/``.
+
+Searches and asks run at once, and a search never waits for an ask: searches
+run in the server's thread pool, each ask on a worker thread of its own, and
+the models, SQLite reads and FAISS indexes they share are safe to use from many
+threads (a model loads once, for whoever needs it first). Asks are bounded: at
+most ``asks`` (default 2) run at once, each its own conversation; more wait in
+line, in arrival order, seeing ``queued`` until their turn. An ask whose page
+went away while it waited is dropped (one already running finishes). When
+``ask_queue`` asks (default 8) are waiting, a new one is refused at once with
+one ``fail`` line, not left waiting with no end in sight; it is a ``fail``
+event, not an HTTP 503, because a browser's EventSource cannot read the body
+of an error response and would only say the connection was lost.
 
 Only videos in the library can be served: a client names an id, the path
 comes from the library's database, and anything that is not a known id is a
@@ -23,6 +37,7 @@ reach it through DNS rebinding).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import mimetypes
@@ -31,12 +46,13 @@ import queue
 import re
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from vdisc.errors import ConfigError, VdiscError
 from vdisc.index.files import atomic_write
 
 if TYPE_CHECKING:
+    import uvicorn
     from fastapi import FastAPI
 
     from vdisc import Library
@@ -45,6 +61,8 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 KEEPALIVE = 15.0  # s between SSE comments while the agent works, so proxies and browsers keep the stream open
+ASKS = 2  # asks answered at once: each is an agent loop (CPU for the tools, and a chat model's time with one)
+ASK_QUEUE = 8  # asks that may wait for a free slot; one more is refused with one line
 THUMB_SLACK = 1.0  # s past a video's end a thumbnail may still be asked for (rounding of the last moment)
 _ID = re.compile(r"[0-9]{1,12}")  # what a video id or a millisecond looks like in a URL; anything else is a 404
 
@@ -59,20 +77,28 @@ def _require_fastapi() -> None:
             raise ConfigError(f"vdisc serve needs {name}: pip install 'vdisc[serve]'") from None
 
 
-def create_app(library: "Library") -> "FastAPI":
-    """The FastAPI app of ``vdisc serve`` over ``library`` (which must hold an index)."""
+def create_app(library: "Library", *, asks: int = ASKS, ask_queue: int = ASK_QUEUE) -> "FastAPI":
+    """The FastAPI app of ``vdisc serve`` over ``library`` (which must hold an index).
+
+    At most ``asks`` asks run at once; up to ``ask_queue`` more wait in line, in
+    arrival order; past that an ask is refused at once with one ``fail`` line.
+    Searches never wait for asks (the module's docstring says how).
+    """
     _require_fastapi()
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
     from sqlalchemy import select
+    from starlette.concurrency import run_in_threadpool
 
     from vdisc.index.store import Video
     from vdisc.web import page
     from vdisc.web.render import Media, answer_html, search_html, thumbnail_jpeg
 
+    if asks < 1 or ask_queue < 0:
+        raise ConfigError(f"asks must be at least 1 and ask_queue at least 0, not {asks} and {ask_queue}")
     store = library._existing_store()  # a LibraryError (one line at the CLI) when nothing was indexed here
-    # the agent and search share lazily loaded models; one request at a time uses them
-    busy = threading.Lock()
+    library.registry  # made now, once: requests in many threads share it and each model it loads
+    line = _AskLine(asks, ask_queue)
     app = FastAPI(title="vdisc", docs_url=None, redoc_url=None, openapi_url=None)
 
     def video_row(video_id: str) -> Video:
@@ -105,31 +131,46 @@ def create_app(library: "Library") -> "FastAPI":
     @app.get("/api/search")
     def search(q: str, video: str | None = None, top_k: int = 10) -> dict[str, Any]:
         ref = video_row(video).id if video else None
-        with busy:
-            result = library.search(q, top_k=min(max(top_k, 1), 100), video=ref)
+        result = library.search(q, top_k=min(max(top_k, 1), 100), video=ref)
         return {"result": result.to_dict(), "html": search_html(result, media())}
 
     @app.get("/api/ask")
-    def ask(q: str, video: str | None = None, max_steps: int = 12) -> StreamingResponse:
-        ref = video_row(video).id if video else None
-        events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    async def ask(q: str, video: str | None = None, max_steps: int = 12,
+                  conversation: str | None = None) -> StreamingResponse:
+        ref = (await run_in_threadpool(video_row, video)).id if video else None
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        gone = threading.Event()  # set when the page stops listening
+
+        def put(item: dict[str, Any] | None) -> None:  # from the ask's thread
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, item)
+            except RuntimeError:  # the server stopped: no one is listening
+                gone.set()
 
         def work() -> None:
+            if gone.is_set():
+                return  # its page went away while it waited in line
             try:
-                with busy:
-                    answer = library.ask(q, video=ref, max_steps=min(max(max_steps, 1), 50), on_event=events.put)
-                events.put({"event": "answer", "answer": answer.to_dict(), "html": answer_html(answer, media())})
+                answer = library.ask(q, video=ref, max_steps=min(max(max_steps, 1), 50), on_event=put,
+                                     conversation=conversation or None)
+                put({"event": "answer", "answer": answer.to_dict(), "html": answer_html(answer, media())})
             except VdiscError as exc:
-                events.put({"event": "fail", "message": _line(exc)})
+                put({"event": "fail", "message": _line(exc)})
             except Exception as exc:  # noqa: BLE001 - the page gets one line, the terminal the traceback
                 log.exception("ask %r failed", q)
-                events.put({"event": "fail", "message": f"internal error: {type(exc).__name__}: {_line(exc)}"})
+                put({"event": "fail", "message": f"internal error: {type(exc).__name__}: {_line(exc)}"})
             finally:
-                events.put(None)
+                put(None)
 
-        # the agent runs in its own thread, so its events reach the page while it works
-        threading.Thread(target=work, name="vdisc-ask", daemon=True).start()
-        return StreamingResponse(_sse(events), media_type="text/event-stream",
+        position = line.submit(work)
+        if position is None:
+            events.put_nowait({"event": "fail", "message": f"too many questions at once ({asks} being answered, "
+                                                           f"{ask_queue} waiting); ask again in a moment"})
+            events.put_nowait(None)
+        elif position:
+            events.put_nowait({"event": "queued", "position": position})
+        return StreamingResponse(_sse(events, gone), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/video/{video_id}")
@@ -174,18 +215,65 @@ def _line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _sse(events: "queue.Queue[dict[str, Any] | None]") -> Iterator[str]:
-    """Server-sent events from a queue until None: ``event: <name>`` and one line of JSON each."""
-    yield ": vdisc\n\n"  # sends the headers now, so the page knows the question was taken
-    while True:
-        try:
-            item = events.get(timeout=KEEPALIVE)
-        except queue.Empty:
-            yield ": keep-alive\n\n"
-            continue
-        if item is None:
-            return
-        yield f"event: {item['event']}\ndata: {json.dumps(item, ensure_ascii=False, default=str)}\n\n"
+async def _sse(events: "asyncio.Queue[dict[str, Any] | None]", gone: threading.Event) -> AsyncIterator[str]:
+    """Server-sent events from a queue until None: ``event: <name>`` and one line of JSON each.
+
+    Awaits on the event loop, so a stream holds no thread while its ask works or waits; ``gone`` is set
+    when the stream ends, the page having gone away or not.
+    """
+    try:
+        yield ": vdisc\n\n"  # sends the headers now, so the page knows the question was taken
+        while True:
+            try:
+                item = await asyncio.wait_for(events.get(), KEEPALIVE)
+            except asyncio.TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if item is None:
+                return
+            yield f"event: {item['event']}\ndata: {json.dumps(item, ensure_ascii=False, default=str)}\n\n"
+    finally:
+        gone.set()
+
+
+class _AskLine:
+    """Runs asks on ``slots`` worker threads, the rest in arrival order, at most ``waiting`` of them in line.
+
+    The workers are daemon threads, as the ask threads were before: stopping the server does not wait for
+    an agent loop to finish.
+    """
+
+    def __init__(self, slots: int, waiting: int) -> None:
+        self.slots, self.waiting = slots, waiting
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._taken = 0  # asks running or in line
+        self._workers: list[threading.Thread] = []
+
+    def submit(self, job: Callable[[], None]) -> int | None:
+        """Queue ``job``: its place in line (1 = next; 0: it runs now), or None when the line is full."""
+        with self._lock:
+            if self._taken >= self.slots + self.waiting:
+                return None
+            position = max(0, self._taken - self.slots + 1)
+            self._taken += 1
+            if len(self._workers) < min(self.slots, self._taken):  # started as needed, kept afterwards
+                worker = threading.Thread(target=self._work, name=f"vdisc-ask-{len(self._workers) + 1}", daemon=True)
+                self._workers.append(worker)
+                worker.start()
+        self._jobs.put(job)
+        return position
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - a job reports its own errors; this keeps the worker alive
+                log.exception("an ask's worker caught an error")
+            finally:
+                with self._lock:
+                    self._taken -= 1
 
 
 class _HostGuard:
@@ -229,17 +317,26 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
-def run(library: "Library", host: str = "127.0.0.1", port: int = 8765,
-        on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve ``library`` until interrupted; ``on_ready`` gets the URL once the port is open."""
+def server(library: "Library", host: str = "127.0.0.1", port: int = 8765, *,
+           asks: int = ASKS, ask_queue: int = ASK_QUEUE) -> "tuple[uvicorn.Server, socket.socket]":
+    """The uvicorn server of ``vdisc serve`` and the socket it will serve, already listening (``port`` 0 picks
+    a free one); ``server.run(sockets=[sock])`` serves until ``server.should_exit``. ``run`` is this plus that."""
     _require_fastapi()
     import uvicorn
 
-    app: Any = create_app(library)
+    app: Any = create_app(library, asks=asks, ask_queue=ask_queue)
     if host in LOOPBACK:
         app = _HostGuard(app)
     sock = bind(host, port)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="off")
+    return uvicorn.Server(config), sock
+
+
+def run(library: "Library", host: str = "127.0.0.1", port: int = 8765,
+        on_ready: Callable[[str], None] | None = None, *, asks: int = ASKS, ask_queue: int = ASK_QUEUE) -> None:
+    """Serve ``library`` until interrupted; ``on_ready`` gets the URL once the port is open. At most ``asks``
+    asks run at once and ``ask_queue`` more wait in line (``create_app``); searches never wait for them."""
+    srv, sock = server(library, host, port, asks=asks, ask_queue=ask_queue)
     if on_ready is not None:
         on_ready(url_of(sock))  # the socket already listens: connections wait for uvicorn, none are refused
-    uvicorn.Server(config).run(sockets=[sock])
+    srv.run(sockets=[sock])

@@ -344,8 +344,8 @@ class Store:
     # ---- vectors ------------------------------------------------------------
     def vectors(self, level: str, modality: str) -> VectorIndex:
         key = (level, modality)
-        if key not in self._indexes:
-            self._indexes[key] = VectorIndex(self.vectors_dir / f"{level}.{modality}.faiss", gpu=self.gpu)
+        if key not in self._indexes:  # setdefault: readers in two threads end up with the same object
+            self._indexes.setdefault(key, VectorIndex(self.vectors_dir / f"{level}.{modality}.faiss", gpu=self.gpu))
         return self._indexes[key]
 
     def vector_indexes(self) -> Iterator[VectorIndex]:

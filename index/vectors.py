@@ -3,12 +3,15 @@
 A sidecar ``.json`` records the model that made the vectors; adding vectors
 from another model is refused, because their similarities mean nothing
 together. Files are replaced atomically (temp file, fsync, rename), and a
-reader reloads when the file on disk changed under it.
+reader reloads when the file on disk changed under it. Searches may run in
+many threads at once (FAISS CPU indexes allow concurrent reads, and a reload
+happens once, under a lock); writing is for the library's one writer.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,20 +33,27 @@ class VectorIndex:
         self._index: Any = None
         self._meta: dict[str, Any] = {}
         self._mtime: float | None = None
+        self._reload = threading.Lock()  # readers that see a changed file load it once, not once each
 
     # ---- loading ------------------------------------------------------------
     def _fresh(self) -> Any:
         """The in-memory index, (re)loaded if the file changed since last read."""
         import faiss
 
-        mtime = self.path.stat().st_mtime_ns if self.path.exists() else None
-        if self._index is None or (mtime is not None and mtime != self._mtime):
-            if mtime is not None:
-                self._index = faiss.read_index(str(self.path))
-                self._meta = json.loads(self.meta_path.read_text()) if self.meta_path.exists() else {}
-            else:
-                self._index, self._meta = None, {}
-            self._mtime = mtime
+        def changed() -> tuple[bool, int | None]:
+            mtime = self.path.stat().st_mtime_ns if self.path.exists() else None
+            return self._index is None or (mtime is not None and mtime != self._mtime), mtime
+
+        if changed()[0]:
+            with self._reload:
+                stale, mtime = changed()  # again: another reader may have loaded it while this one waited
+                if stale:
+                    if mtime is not None:
+                        meta = json.loads(self.meta_path.read_text()) if self.meta_path.exists() else {}
+                        self._index, self._meta = faiss.read_index(str(self.path)), meta
+                    else:
+                        self._index, self._meta = None, {}
+                    self._mtime = mtime
         return self._index
 
     @property

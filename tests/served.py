@@ -1,4 +1,6 @@
-"""Run the real `vdisc serve` in a subprocess for a test: it picks a free port and prints its URL."""
+"""Run the real `vdisc serve` for a test: in a subprocess (``serving``: the CLI, which picks a free port and
+prints its URL), or in a thread of the test's process (``serving_in_thread``: the same server over a ``Library``
+the test holds, so the test can shape it)."""
 
 from __future__ import annotations
 
@@ -6,11 +8,12 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 START_TIMEOUT = 120.0  # s: a cold start imports the library's stack on a 2-core machine
 
@@ -53,3 +56,27 @@ def _wait_for_url(proc: subprocess.Popen, out: Path, err: Path) -> str:
                 pass
         time.sleep(0.1)
     raise RuntimeError(f"vdisc serve did not answer in {START_TIMEOUT:.0f} s: {err.read_text()[-2000:]}")
+
+
+@contextmanager
+def serving_in_thread(library: Any, **options: Any) -> Iterator[str]:
+    """``vdisc.serve.server`` over ``library`` on 127.0.0.1, a free port, in a daemon thread; yields its URL.
+
+    ``options`` go to the server (``asks``, ``ask_queue``); it is stopped afterwards.
+    """
+    from vdisc.serve import server, url_of
+
+    srv, sock = server(library, "127.0.0.1", 0, **options)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, name="vdisc-serve-test", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not srv.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("vdisc serve did not start in its thread")
+            time.sleep(0.02)
+        yield url_of(sock)
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=15)
+        sock.close()

@@ -76,6 +76,16 @@ def test_ask_see_click_play(talk_library, talk_truth, tmp_path_factory):
             page.screenshot(path=str(shot), full_page=True)
             print(f"screenshot: {shot}")
 
+            # a follow-up, read against that answer: what is said right after the rain warning
+            keeper = next(x for x in talk_truth["speech"] if "goalkeeper" in x["text"])
+            assert page.is_checked("#followup")
+            page.fill("#question", "and what is said right after?")
+            page.click("#ask-form button")
+            page.locator("#results .vdisc-moment[data-video-id]", has_text="goalkeeper").first.wait_for(
+                timeout=90_000)
+            nxt = page.locator("#results .vdisc-moment[data-video-id]").first
+            assert abs(float(nxt.get_attribute("data-start")) - keeper["start"]) <= 1.0, nxt.inner_text()
+
             # a search, thumbnails that load, and a second moment of the video already in the player
             page.fill("#query", "pineapple")
             page.click("#search-form button")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any, Callable
 
 from vdisc.config import ROLES, Settings
@@ -58,6 +59,10 @@ class Registry:
         self._reasons: dict[str, str] = {}
         self._device: str | None = None
         self._auto_captioner: tuple[str, str] | None = None
+        # one load per role even when requests arrive together (vdisc serve answers searches and asks in
+        # threads): a role's first users wait for its one load; a loaded role is read without a lock, and
+        # a role that loads does not hold up another (a search's text model is not behind an ask's captioner)
+        self._loading = {role: threading.RLock() for role in (*MODEL_ROLES, "compressor")}
 
     @property
     def device(self) -> str:
@@ -88,6 +93,14 @@ class Registry:
         """The loaded model for ``role``, or None if it is off or cannot load (said once)."""
         if role in self._models:
             return self._models[role]
+        if role not in self._loading:
+            return self._get(role)  # "llm" or an unknown role: said once, as below
+        with self._loading[role]:
+            return self._get(role)
+
+    def _get(self, role: str) -> Any | None:
+        if role in self._models:  # loaded by another thread while this one waited
+            return self._models[role]
         if role in self._reasons:
             return None
         try:
@@ -113,14 +126,17 @@ class Registry:
             raise ModelUnavailable(f"unknown model role {role!r}; roles are {', '.join(MODEL_ROLES)}")
         if role in self._models:
             return self._models[role]
-        ref = self.ref(role)
-        if ref.lower() in ("none", "off", ""):
-            self._models[role] = None
-            return None
-        self.settings.apply_environment()
-        model = _LOADERS[role](self, ref)
-        self._models[role] = model
-        return model
+        with self._loading[role]:
+            if role in self._models:
+                return self._models[role]
+            ref = self.ref(role)
+            if ref.lower() in ("none", "off", ""):
+                self._models[role] = None
+                return None
+            self.settings.apply_environment()
+            model = _LOADERS[role](self, ref)
+            self._models[role] = model
+            return model
 
     def compressor(self) -> Any | None:
         """The STORM-style clip compressor for the visual model, or None (off, or no visual model).
@@ -132,6 +148,12 @@ class Registry:
         ``untrained`` builds that no-op encoder anyway (token reduction only); a
         path loads weights from that file.
         """
+        if "compressor" in self._models:
+            return self._models["compressor"]
+        with self._loading["compressor"]:
+            return self._compressor()
+
+    def _compressor(self) -> Any | None:
         if "compressor" in self._models:
             return self._models["compressor"]
         setting = self.compressor_source()
