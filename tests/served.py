@@ -4,6 +4,7 @@ the test holds, so the test can shape it)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -80,3 +81,16 @@ def serving_in_thread(library: Any, **options: Any) -> Iterator[str]:
         srv.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+def sse_events(lines: Any) -> Iterator[tuple[str, Any]]:
+    """(event, data) of each server-sent event in an iterable of lines (``httpx``'s ``iter_lines``)."""
+    name, data = None, []
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            data.append(line[len("data: "):])
+        elif not line and name is not None:
+            yield name, json.loads("\n".join(data))
+            name, data = None, []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import io
-import json
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES
-from served import serving
+from served import serving, sse_events as parse_sse
 from test_agent_offline import iou
 from test_cli import vdisc
 
@@ -158,18 +157,9 @@ def test_search_api_renders_rows_the_page_can_play(client):
 
 def sse_events(client: httpx.Client, question: str) -> list[tuple[float, str, dict]]:
     """(arrival time, event, data) of each server-sent event of /api/ask."""
-    events, name, data = [], None, []
     with client.stream("GET", "/api/ask", params={"q": question}) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                name = line[len("event: "):]
-            elif line.startswith("data: "):
-                data.append(line[len("data: "):])
-            elif not line and name is not None:
-                events.append((time.monotonic(), name, json.loads("\n".join(data))))
-                name, data = None, []
-    return events
+        return [(time.monotonic(), name, data) for name, data in parse_sse(r.iter_lines())]
 
 
 def test_ask_streams_the_trace_then_the_answer(client, talk_truth):

@@ -9,7 +9,6 @@ observations, standing for the model reading them; tools, searches and answers a
 
 from __future__ import annotations
 
-import json
 import statistics
 import threading
 import time
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from served import serving_in_thread
+from served import serving_in_thread, sse_events
 from vdisc import Library
 
 QUERIES = ["heavy rain", "umbrella", "pineapple", "soup", "football", "harbor sign", "rocket launch", "library"]
@@ -76,17 +75,10 @@ class Ask(threading.Thread):
             with httpx.Client(base_url=self.url, timeout=120) as c, \
                     c.stream("GET", "/api/ask", params={"q": self.question}) as r:
                 assert r.status_code == 200, r.status_code
-                name, data = None, []
-                for line in r.iter_lines():
-                    if line.startswith("event: "):
-                        name = line[len("event: "):]
-                    elif line.startswith("data: "):
-                        data.append(line[len("data: "):])
-                    elif not line and name is not None:
-                        self.events.append((time.monotonic(), name, json.loads("\n".join(data))))
-                        if name == "observation":
-                            self.running.set()
-                        name, data = None, []
+                for name, data in sse_events(r.iter_lines()):
+                    self.events.append((time.monotonic(), name, data))
+                    if name == "observation":
+                        self.running.set()
         except BaseException as exc:  # noqa: BLE001 - the test reads it
             self.error = exc
         finally:
