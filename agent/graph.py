@@ -8,6 +8,13 @@ planner's own calls too: the state carries the ``deadline`` (``time.monotonic``)
 that the LLM planner gives each model call, and a planner whose call runs past it
 returns ``exhausted`` instead of an answer, so the graph answers from what the
 tools found.
+
+The calls of one planner turn run as parallel ``act`` tasks (``Send``); the next
+``plan`` takes their results in call order. Each tool step is written to the
+graph's stream, and ``on_event`` is fed from that stream: the CLI trace, the
+page's server-sent events and a notebook callback all see the same events. With
+a conversation id the graph is checkpointed (``agent.conversation``) and a run
+is one turn of it.
 """
 
 from __future__ import annotations
@@ -15,9 +22,8 @@ from __future__ import annotations
 import operator
 import re
 import time
-from typing import Annotated, Any, Callable, Protocol, TypedDict
-
 from pathlib import Path
+from typing import Annotated, Any, Callable, Protocol, TypedDict
 
 from langchain_core.messages import AnyMessage, SystemMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
