@@ -167,6 +167,9 @@ class LLMPlanner:
         kwargs: dict[str, Any] = {}
         if openai_compatible(model):
             messages = sendable(messages)
+            # the reply's share of the window: a server left unbounded (llama.cpp's tool-calling format
+            # sends none) may otherwise generate until the context is full, long after we gave up
+            kwargs["max_tokens"] = reply_tokens(self.context)
             if left is not None:
                 kwargs["timeout"] = left
         try:
