@@ -265,11 +265,13 @@ class OfflinePlanner:
                      for t in sorted(o.result["shown"], key=lambda x: -x["score"])
                      if t["start"] < sp["end"] and t["end"] > sp["start"]]
             short = reader.read_text([t["text"] for t in shown])
+        elif ask in ("name", "other") and source == "ocr" and hint == "ocr" and quote:
+            short = quote  # "what sign is shown": the line shown is read whole
         elif (ask in ("name", "other") and source == "speech" and quote and not reader.asks_for_words(question)
               and reader.numbers(quote)):
             short = reader.read_quantity(question, quote)  # said: "which door number", "what was the price"
         elif ask == "name":
-            short = reader.read_name(question, quote) if quote else None
+            short = reader.read_name(question, quote, self.scorer) if quote else None
         elif ask == "choice":
             picked = reader.read_choice(opts, [quote, *near], self.scorer)
             if picked is not None:

@@ -207,13 +207,15 @@ def asks_for_words(question: str) -> bool:
     return re.search(r"\b(who|whom|whose|names?|called|phrase|words?|says?|said)\b", question, re.IGNORECASE) is not None
 
 
-def read_name(question: str, evidence: str) -> str | None:
+def read_name(question: str, evidence: str, scorer: Scorer | None = None) -> str | None:
     """The words of the evidence the question does not contain: of the runs of such content words (no
     function words, no question words), the one nearest to a question word found in the evidence, the
     shorter on a tie. When the question asks "which X" and X stands right before that run in the
     evidence, X comes with it ("which gate" -> "gate 7"). Distance counts the content words between; on a
     tie, English word order decides: a question whose verb follows an auxiliary ("what does she bring")
-    asks for an object, which follows the verb, else ("who caught the ball") for a subject, before it."""
+    asks for an object, which follows the verb, else ("who caught the ball") for a subject, before it.
+    When the question shares no word with the evidence (a paraphrase) and a ``scorer`` is given, the run
+    least like the question is the answer: the others restate what it asks about."""
     toks = _tokens(evidence)
     qstems = {_stem(w) for w, _, _ in _tokens(question)}
     novel = [w.lower() not in STOP and _stem(w) not in qstems for w, _, _ in toks]
@@ -247,7 +249,14 @@ def read_name(question: str, evidence: str) -> str | None:
         gap, wrong_side = min(gaps)
         return gap, wrong_side, run[1] - run[0], run[0]
 
-    a, b = min(runs, key=distance)
+    if not anchors and scorer is not None and len(runs) > 1:
+        # a paraphrased question shares no word with the evidence: the runs that restate what it asks about
+        # ("password" for "secret phrase") are like it; the answer is the new information, the least like it
+        texts = [evidence[toks[i][1]:toks[j][2]] for i, j in runs]
+        sims = [float(x) for x in scorer(question, texts)]
+        a, b = runs[min(range(len(runs)), key=lambda k: (sims[k], runs[k][0]))]
+    else:
+        a, b = min(runs, key=distance)
     head = re.match(r"^\s*(?:which|what)\s+([A-Za-z]+)", question, re.IGNORECASE)
     if head and a > 0 and _stem(toks[a - 1][0]) == _stem(head.group(1)) and head.group(1).lower() not in STOP:
         a -= 1

@@ -28,6 +28,22 @@ def test_question_kinds(question, kind):
     assert reader.kind(question) == kind
 
 
+def test_a_paraphrased_question_gets_the_new_words_not_the_restated_ones():
+    from vdisc import Settings
+    from vdisc.index.models import Registry
+
+    text = Registry(Settings.load(device="cpu", offline=True)).require("text")
+
+    def scorer(q, texts):
+        v = text.encode([q, *texts])
+        return v[1:] @ v[0]
+
+    evidence = "The password for the greenhouse is purple giraffe."
+    question = "What secret phrase is given for getting into the glass plant house?"
+    assert reader.read_name(question, evidence) == "password"  # by position alone: the restated word
+    assert reader.read_name(question, evidence, scorer) == "purple giraffe"
+
+
 def test_transcribed_numbers_are_put_back_together():
     assert reader.read_quantity("what did the ticket cost?", "The ticket cost 400 and 20 euros.") == "420"
     assert reader.read_quantity("how many fans came?", "More than 18 ,000 fans came.") == "18,000"
