@@ -25,7 +25,13 @@ arguments and steps:
   answer grounds that target, not the anchor. A question that names no content
   of its own ("what is shown right after ...") inspects the window and takes
   the first (last, overlapping) line said or shown there, in the channel the
-  question names, else in another channel than the anchor's.
+  question names, else in another channel than the anchor's;
+- a follow-up in a conversation ("and right after?", "before that", "at that
+  moment": ``TimeQuery.back``) takes the last answer's moment as its anchor,
+  already grounded.
+
+"Not found" is said below a grounded confidence calibrated per text model
+(``calibration.py``).
 
 The module is over 500 lines on purpose: the policy is one decision procedure
 (plan, its anchored and ordinal steps, the final answer) whose helpers are
@@ -223,8 +229,8 @@ class OfflinePlanner:
             # a follow-up ("and right after?"): the last answer's moment is the anchor, already grounded
             sp = previous["spans"][0]
             anchor = Anchor(relation=when.back, text=previous["question"])
-            quoted_ = re.search(r'"(.+?)"', previous.get("explanation") or "")  # the line it rested on
-            said = quoted_.group(1) if quoted_ else previous.get("answer", "")
+            line = re.search(r'"(.+?)"', previous.get("explanation") or "")  # the line it rested on
+            said = line.group(1) if line else previous.get("answer", "")
             found = {"video": sp["video"], "start": sp["start"], "end": sp["end"], "source": "previous",
                      "evidence": said if len(said) <= 160 else said[:159] + "…"}
             focus, text, tobs = anchor_focus(when, anchor, found), when.text, obs
