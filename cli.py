@@ -558,7 +558,7 @@ def eval_cmd(
 
 
 def _write_calibration(path: Path, text_model: str, dataset: Path, records: list[dict[str, Any]]) -> None:
-    from vdisc.agent.calibration import fit
+    from vdisc.evaluation.calibration import fit
     from vdisc.errors import ConfigError
 
     try:

@@ -22,9 +22,10 @@ import unicodedata
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
+from vdisc.agent.reader import NOT_FOUND, SCALES, TENS, UNITS
+
 THRESHOLDS = (0.3, 0.5, 0.7)
 HIT_SPAN = 30.0  # seconds: a span longer than this points at a region, not at a moment
-NOT_FOUND = "not found"
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -60,29 +61,26 @@ def normalise(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text))
 
 
-_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-          "seventeen eighteen nineteen").split()
-_TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
-_SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+_TENS = {w: 10 * (i + 2) for i, w in enumerate(TENS)}  # the reader's number words, valued
 ARTICLES = frozenset({"a", "an", "the"})
 
 
 def _is_number_word(w: str) -> bool:
-    return w in _UNITS or w in _TENS or w in _SCALES
+    return w in UNITS or w in _TENS or w in SCALES
 
 
 def _words_to_number(words: list[str]) -> int:
     """English number words as an integer: ["forty", "two"] -> 42, ["two", "hundred", "five"] -> 205."""
     total = current = 0
     for w in words:
-        if w in _UNITS:
-            current += _UNITS.index(w)
+        if w in UNITS:
+            current += UNITS.index(w)
         elif w in _TENS:
             current += _TENS[w]
         elif w == "hundred":
             current = max(current, 1) * 100
         else:
-            total += max(current, 1) * _SCALES[w]
+            total += max(current, 1) * SCALES[w]
             current = 0
     return total + current
 
@@ -90,8 +88,8 @@ def _words_to_number(words: list[str]) -> int:
 def _run_number(run: list[str]) -> str:
     """Number words as digits; a run of single digits is read digit by digit ("seven three nine" -> 739),
     the way codes and phone numbers are said."""
-    if len(run) > 1 and all(w in _UNITS[:10] for w in run):
-        return "".join(str(_UNITS.index(w)) for w in run)
+    if len(run) > 1 and all(w in UNITS[:10] for w in run):
+        return "".join(str(UNITS.index(w)) for w in run)
     return str(_words_to_number(run))
 
 
@@ -110,9 +108,9 @@ def answer_key(text: str) -> str:
     for i, tok in enumerate([*tokens, ""]):
         bare = tok.rstrip("%")
         following = tokens[i + 1].rstrip("%") if i + 1 < len(tokens) else ""
-        if tok == "and" and run and run[-1] in _SCALES and _is_number_word(following):
+        if tok == "and" and run and run[-1] in SCALES and _is_number_word(following):
             continue  # "two hundred and five"
-        if tok and _is_number_word(bare) and not (bare in _SCALES and not run and out and not out[-1].isdigit()):
+        if tok and _is_number_word(bare) and not (bare in SCALES and not run and out and not out[-1].isdigit()):
             run.append(bare)
             if tok.endswith("%"):
                 out.append(f"{_words_to_number(run)}%")

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from vdisc.evaluation import dataset
-from vdisc.agent.calibration import fit, min_confidence
+from vdisc.evaluation.calibration import fit
+from vdisc.agent.calibration import min_confidence
 from vdisc.config import Settings
 from vdisc.evaluation.metrics import (answer_key, answer_matches, best_iou, choose_option, contains, iou, is_hit,
                                      percentile, summarise)
