@@ -34,7 +34,7 @@ from langgraph.types import Overwrite, Send
 from .answer import SPAN_SUPPORT, Answer, Evidence, Moment, Observation, Span, check_spans, top_moment
 from .budget import observation_tokens
 from .conversation import checkpointer
-from .reader import NOT_FOUND
+from .reader import NOT_FOUND, STOP
 from .toolbox import Toolbox, as_data
 
 
@@ -224,8 +224,7 @@ def fallback_final(observations: list[Observation]) -> dict[str, Any]:
     return {"answer": "not found", "explanation": why, "spans": [], "evidence": [], "fallback": True}
 
 
-COMMON_WORDS = frozenset("the and for are was were that this with from its it's has have had but not you your "
-                         "they them then than there their what when where which who how video videos".split())
+COMMON_WORDS = STOP | {"video", "videos"}  # the reader's function words, and what every reply is about
 
 
 def supported(final: dict[str, Any], observations: list[Observation], given: int, kept: int) -> str | None:
