@@ -22,7 +22,8 @@ the models, SQLite reads and FAISS indexes they share are safe to use from many
 threads (a model loads once, for whoever needs it first). Asks are bounded: at
 most ``asks`` (default 2) run at once, each its own conversation; more wait in
 line, in arrival order, seeing ``queued`` until their turn. An ask whose page
-went away while it waited is dropped (one already running finishes). When
+went away while it waited is dropped, and one already running stops at its next
+step (a tool call already made finishes; the conversation keeps what was done). When
 ``ask_queue`` asks (default 8) are waiting, a new one is refused at once with
 one ``fail`` line, not left waiting with no end in sight; it is a ``fail``
 event, not an HTTP 503, because a browser's EventSource cannot read the body
@@ -148,13 +149,20 @@ def create_app(library: "Library", *, asks: int = ASKS, ask_queue: int = ASK_QUE
             except RuntimeError:  # the server stopped: no one is listening
                 gone.set()
 
+        def step(item: dict[str, Any]) -> None:  # each tool step of the running ask
+            if gone.is_set():
+                raise _PageGone  # ends the agent loop at this step: no one will read its answer
+            put(item)
+
         def work() -> None:
             if gone.is_set():
                 return  # its page went away while it waited in line
             try:
-                answer = library.ask(q, video=ref, max_steps=min(max(max_steps, 1), 50), on_event=put,
+                answer = library.ask(q, video=ref, max_steps=min(max(max_steps, 1), 50), on_event=step,
                                      conversation=conversation or None)
                 put({"event": "answer", "answer": answer.to_dict(), "html": answer_html(answer, media())})
+            except _PageGone:
+                log.info("ask %r stopped: its page went away", q)
             except VdiscError as exc:
                 put({"event": "fail", "message": _line(exc)})
             except Exception as exc:  # noqa: BLE001 - the page gets one line, the terminal the traceback
@@ -208,6 +216,10 @@ def create_app(library: "Library", *, asks: int = ASKS, ask_queue: int = ASK_QUE
         return response
 
     return app
+
+
+class _PageGone(Exception):
+    """Raised into a running ask whose page stopped listening, so it stops at its next step."""
 
 
 def _line(exc: BaseException) -> str:

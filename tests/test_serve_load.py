@@ -36,6 +36,7 @@ class Thinking(Library):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.asked: list[str] = []
+        self.ended: list[tuple[str, str, int]] = []  # (question, "answered" or the exception's name, observations)
 
     def ask(self, question: str, **kwargs: Any) -> Any:
         self.asked.append(question)
@@ -45,11 +46,18 @@ class Thinking(Library):
         def thinking(event: dict[str, Any]) -> None:
             if on_event is not None:
                 on_event(event)
-            if event.get("event") == "observation" and len(seen) < THOUGHTS:
+            if event.get("event") == "observation":
                 seen.append(event)
-                time.sleep(self.think)
+                if len(seen) <= THOUGHTS:
+                    time.sleep(self.think)
 
-        return super().ask(question, on_event=thinking, **kwargs)
+        try:
+            answer = super().ask(question, on_event=thinking, **kwargs)
+        except BaseException as exc:
+            self.ended.append((question, type(exc).__name__, len(seen)))
+            raise
+        self.ended.append((question, "answered", len(seen)))
+        return answer
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +190,26 @@ def test_an_ask_whose_page_left_the_line_is_dropped(library, monkeypatch):
             a.join(120)
             assert a.error is None and a.names()[-1] == "answer", (a.error, a.names())
     assert library.asked[asked:] == ["when is PINEAPPLE written?"]
+
+
+def test_a_running_ask_whose_page_went_away_stops(library, monkeypatch):
+    monkeypatch.setattr(library, "think", 1.0)
+    question = "When is a downpour forecast?"
+    with serving_in_thread(library, asks=1) as url:
+        with httpx.Client(base_url=url, timeout=60) as c, c.stream("GET", "/api/ask", params={"q": question}) as r:
+            names = (name for name, _ in sse_events(r.iter_lines()))
+            assert "observation" in names  # read up to its first observation, then the page goes away
+        deadline = time.monotonic() + 60
+        while not any(q == question for q, _, _ in library.ended) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # the same question, its page staying, runs on to an answer with more steps
+        whole = Ask(url, question)
+        whole.start()
+        whole.join(120)
+        assert whole.error is None and whole.names()[-1] == "answer", (whole.error, whole.names())
+    stopped, answered = [e for e in library.ended if e[0] == question][-2:]
+    assert stopped[1] == "_PageGone" and answered[1] == "answered", library.ended
+    assert stopped[2] < answered[2], library.ended  # it stopped early: fewer observations than a whole ask
 
 
 def test_requests_arriving_together_load_a_model_once(monkeypatch):
