@@ -752,6 +752,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; loopback keeps the library "
                              "private to this machine"),
     port: int = typer.Option(8765, "--port", help="Port to listen on; 0 picks a free one"),
+    asks: int = typer.Option(2, "--asks", min=1, help="Questions answered at once; more wait in a queue"),
+    ask_queue: int = typer.Option(8, "--ask-queue", min=0, help="Questions that may wait for a free slot; "
+                                  "one more is refused with a message"),
     device: Optional[str] = DeviceOpt,
     offline: Optional[bool] = OfflineOpt,
 ) -> None:
@@ -770,7 +773,8 @@ def serve(
     lib.notify = once
     if host not in LOOPBACK:
         _err(f"warning: listening on {host}: anyone who can reach this machine can search and play the library")
-    run(lib, host, port, on_ready=lambda url: typer.echo(f"vdisc: serving {lib.path} at {url} (Ctrl-C to stop)"))
+    run(lib, host, port, on_ready=lambda url: typer.echo(f"vdisc: serving {lib.path} at {url} (Ctrl-C to stop)"),
+        asks=asks, ask_queue=ask_queue)
 
 
 class _ProgressBars:
@@ -810,7 +814,22 @@ class _ProgressBars:
 
 
 def main() -> None:
-    app()
+    """The console script. A usage error (an unknown option, a value out of range, a missing argument) is
+    one line too, not a box: Typer's click (vendored in new Typer, the real one in old) raises a
+    ClickException, told here by what it has rather than by which module it comes from."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        _err("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - only click's own exceptions are turned into a line here
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        command = f"{ctx.info_name} " if ctx is not None and ctx.parent is not None else ""
+        _err(f"{exc.format_message().splitlines()[0]} (see vdisc {command}--help)")
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

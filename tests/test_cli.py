@@ -84,6 +84,8 @@ def test_user_errors_are_one_line(tmp_path: Path):
     assert "notes.mp4" in line
     line = _one_line_error(vdisc("index", str(fake), "--device", "tpu", "--library", str(tmp_path / "l")))
     assert "device" in line
+    line = _one_line_error(vdisc("serve", "--asks", "0", "--library", str(tmp_path / "l")))
+    assert "--asks" in line
 
 
 def test_bad_search_options_are_one_line(talk_library):
