@@ -195,3 +195,29 @@ def test_fallback_without_any_model_still_uses_the_words():
         s = fallback_scores(question, [wrong, right])
         assert s[1] > s[0], (question, s)
     assert fallback_scores("anything", []).shape == (0,)
+
+
+# ---- in search ---------------------------------------------------------------------------------------------
+def test_search_rereads_its_best_hits_with_the_rerank_model(talk_library, test_models, tiny_cross_encoder: Path):
+    """With a cross-encoder configured, search's order is the second stage's: the fused hits re-read by the
+    model (``rerank``), the tail below them; without one, the fused order stands, as before."""
+    from vdisc import Library
+
+    home, _ = talk_library
+    plain = Library(home, device="cpu", models={**test_models, "rerank": "none"}, notify=lambda m: None)
+    reading = Library(home, device="cpu", models={**test_models, "rerank": str(tiny_cross_encoder)},
+                      notify=lambda m: None)
+    query, k = "the weather forecast for tomorrow", 5
+    pool = plain.search(query, top_k=2 * k).hits  # what the first stage hands to the second, in its order
+    assert len(pool) > k
+    cands = [Candidate(text=h.snippet if not h.snippet.startswith("[") else "", start=h.start, end=h.end,
+                       level=h.level, score=h.score, at=i) for i, h in enumerate(pool)]
+    expected = [(pool[c.at].level, pool[c.at].start, pool[c.at].end)
+                for c in rerank(_ctx(reading.registry), query, cands)][:k]
+    got = reading.search(query, top_k=k).hits
+    assert [(h.level, h.start, h.end) for h in got] == expected
+    assert [(h.level, h.start, h.end) for h in got] != [(h.level, h.start, h.end) for h in pool[:k]]
+    assert all(0.0 <= h.score <= 1.0 for h in got) and [h.score for h in got] == sorted(
+        (h.score for h in got), reverse=True)
+    # time-ordered searches keep the first stage: relevance there is a share of the fused best
+    assert reading.search(query, top_k=k, order="earliest").hits == plain.search(query, top_k=k, order="earliest").hits
