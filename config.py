@@ -23,7 +23,7 @@ DEFAULT_MODELS: dict[str, str] = {
     "asr": "tiny.en",  # faster-whisper; bundled by [offline]
     "ocr": "rapidocr",  # RapidOCR (onnxruntime); [offline]
     "caption": "auto",  # a small VLM on a CUDA GPU, else none
-    "rerank": "cross-encoder/ms-marco-MiniLM-L-6-v2",  # sentence-transformers CrossEncoder; query time only
+    "rerank": "auto",  # a sentence-transformers CrossEncoder, query time only; auto: only when already cached
     "llm": "none",  # the planner's chat model; none = the offline planner
 }
 ROLES = tuple(DEFAULT_MODELS)

@@ -5,6 +5,7 @@ fallback reading polarity (starting vs stopping) with the real bundled MiniLM. N
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def _texts_only(**models: str) -> dict[str, str]:
 # ---- the role in settings and the registry -------------------------------------------------------------------
 def test_rerank_is_a_registry_role_set_like_the_others(monkeypatch):
     assert "rerank" in MODEL_ROLES and "rerank" in ENABLE_HINT
-    assert Settings.load().models["rerank"] == "cross-encoder/ms-marco-MiniLM-L-6-v2"
+    assert Settings.load().models["rerank"] == "auto"
     monkeypatch.setenv("VDISC_RERANK_MODEL", "none")
     assert Settings.load().models["rerank"] == "none"
     assert Registry(Settings.load()).get("rerank") is None  # off by its setting: nothing to say
@@ -105,8 +106,13 @@ def test_tiny_cross_encoder_through_the_registry(tiny_cross_encoder: Path):
 
 
 def test_unloadable_rerank_says_one_line_and_falls_back(tmp_path: Path):
-    with pytest.raises(ModelUnavailable, match="VDISC_RERANK_MODEL"):
-        Registry(Settings.load(device="cpu", offline=True)).require("rerank")  # the default, not cached here
+    with pytest.raises(ModelUnavailable, match="not in the Hugging Face cache and offline"):
+        Registry(Settings.load(device="cpu", offline=True, models={"rerank": "cross-encoder/ms-marco-MiniLM-L-6-v2"})
+                 ).require("rerank")  # named, not cached here, offline
+    started = time.monotonic()
+    with pytest.raises(ModelUnavailable, match=r"no cross-encoder in the Hugging Face cache \(auto\).*VDISC_RERANK"):
+        Registry(Settings.load(device="cpu")).require("rerank")  # the default: the cache only, no network tried
+    assert time.monotonic() - started < 2.0
     with pytest.raises(ModelUnavailable, match="does not exist"):
         Registry(Settings.load(models={"rerank": str(tmp_path / "nothing")})).require("rerank")
     (tmp_path / "broken").mkdir()

@@ -17,6 +17,7 @@ score is in [0, 1] and means the same for every question: about 0.5 and up is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,15 @@ class Reranker:
 
 
 def load(ref: str, device: str, batch_size: int = 32) -> Reranker:
+    """``auto`` (the default): the known cross-encoder if it is already in the Hugging Face cache, else off;
+    nothing is downloaded and no network is tried, so a machine without one pays nothing per process. A
+    hub id named explicitly is downloaded when missing, like the visual model."""
+    if ref == "auto":
+        path = _cached(DEFAULT_HUB)
+        if path is None:
+            raise ModelUnavailable(f"no cross-encoder in the Hugging Face cache (auto); to enable: {SETTING}="
+                                   f"{DEFAULT_HUB} (downloaded once, about 90 MB) or a local directory")
+        return _load_path(ref, path, "hub", path.name, DEFAULT_HUB, device, batch_size)
     kind, target = hub.split_ref(ref)
     if kind == "dir":
         path = hub.local_dir(target, "rerank", SETTING)
@@ -63,6 +73,20 @@ def load(ref: str, device: str, batch_size: int = 32) -> Reranker:
         repo = KNOWN.get(target, target)
         path = hub.snapshot(repo, "rerank", SETTING, allow_patterns=KNOWN_FILES if target in KNOWN else None)
         source, revision, target = "hub", path.name, repo
+    return _load_path(ref, path, source, revision, target, device, batch_size)
+
+
+def _cached(repo: str) -> "Path | None":
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, local_files_only=True, allow_patterns=KNOWN_FILES))
+    except Exception:  # noqa: BLE001 - not cached (any flavour of miss)
+        return None
+
+
+def _load_path(ref: str, path: "Path", source: str, revision: str, target: str, device: str,
+               batch_size: int) -> Reranker:
     try:
         from .device import quiet_hf
 
