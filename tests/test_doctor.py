@@ -84,26 +84,25 @@ def test_ask_says_optional_roles_once_per_library(no_visual_home: Path):
     first = vdisc("ask", QUESTION, "--library", lib)
     assert first.returncode == 0, first.stderr
     assert "PINEAPPLE" in first.stdout.upper()
-    (line,) = _warnings(first.stderr)  # visual, captions, the second-stage reader and LLM: one line
-    for said in ("visual channel off", "captions off", "rerank channel off", "no LLM configured", "vdisc info"):
+    (line,) = _warnings(first.stderr)  # visual, captions and LLM: one line
+    for said in ("visual channel off", "captions off", "no LLM configured", "vdisc info"):
         assert said in line, first.stderr
     second = vdisc("ask", QUESTION, "--library", lib)
     assert second.returncode == 0 and _warnings(second.stderr) == [], second.stderr
     assert second.stdout == first.stdout
     verbose = vdisc("ask", QUESTION, "--library", lib, "--verbose")
     lines = _warnings(verbose.stderr)
-    assert len(lines) == 4 and any("VDISC_VISUAL_MODEL" in x for x in lines), verbose.stderr
-    assert any("no cross-encoder in the Hugging Face cache" in x for x in lines), verbose.stderr
+    assert len(lines) == 3 and any("VDISC_VISUAL_MODEL" in x for x in lines), verbose.stderr
     assert _warnings(vdisc("ask", QUESTION, "--library", lib).stderr) == []  # --verbose did not reset anything
 
     info = vdisc("info", "--library", lib, "--json")
     assert info.returncode == 0, info.stderr
     notices = json.loads(info.stdout)["notices"]
-    assert {n["role"] for n in notices} == {"visual", "caption", "rerank", "llm"}
+    assert {n["role"] for n in notices} == {"visual", "caption", "llm"}
     assert all(n["message"] and n["short"] for n in notices)
     assert json.loads(info.stdout)["models"]["llm"] == {"ref": "none", "state": "offline"}
     text = vdisc("info", "--library", lib).stdout
-    assert sum(x.startswith("notice ") for x in text.splitlines()) == 4 and "model     llm: none [offline]" in text
+    assert sum(x.startswith("notice ") for x in text.splitlines()) == 3 and "model     llm: none [offline]" in text
 
     # another setting is news again; remembering that cannot be written never fails the command
     other = vdisc("ask", QUESTION, "--library", lib, env={"VDISC_CAPTION_MODEL": "magic"})

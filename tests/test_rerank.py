@@ -119,8 +119,14 @@ def test_unloadable_rerank_says_one_line_and_falls_back(tmp_path: Path):
     with pytest.raises(ModelUnavailable, match="VDISC_RERANK_MODEL"):
         Registry(Settings.load(device="cpu", models={"rerank": str(tmp_path / "broken")})).require("rerank")
 
+    silent: list[str] = []
+    auto = Registry(Settings.load(device="cpu", offline=True, models={"text": "none"}), notify=silent.append)
+    assert auto.get("rerank") is None and silent == []  # auto, nothing cached: the usual case, not news
+    assert "no cross-encoder" in auto.status()["rerank"]["reason"]  # but vdisc info / doctor say why
+
     notices: list[str] = []
-    reg = Registry(Settings.load(device="cpu", offline=True, models={"text": "none"}), notify=notices.append)
+    reg = Registry(Settings.load(device="cpu", offline=True, models={"text": "none", "rerank": "ms-marco-MiniLM-L-6-v2"}),
+                   notify=notices.append)
     q = "when does the alarm start ringing?"
     texts = ["the alarm stopped ringing at noon", "the alarm started ringing at noon"]
     cands = [Candidate(text=t, start=0, end=1, score=1.0) for t in texts]

@@ -107,8 +107,11 @@ class Registry:
             model = self.require(role)
         except ModelUnavailable as exc:
             self._reasons[role] = str(exc)
-            self.notify(Notice(f"{role} channel off: {exc}", role, self.settings.models[role],
-                               f"{role} channel off"))
+            if not (role == "rerank" and self.settings.models[role] == "auto"):
+                # the default second-stage reader is an extra where cached, not a channel the user lost:
+                # its absence is the usual case, shown by vdisc info / doctor, not said at every new library
+                self.notify(Notice(f"{role} channel off: {exc}", role, self.settings.models[role],
+                                   f"{role} channel off"))
             return None
         if model is None:
             if role == "caption" and self.settings.models["caption"] == "auto":
