@@ -125,7 +125,7 @@ def _library_checks(lib: Any) -> list[dict[str, Any]]:
 
     from vdisc.index.checkpoint import partial_size
     from vdisc.index.store import (
-        PERIOD_LEVELS, SCHEMA_VERSION, UNIT_TABLES, VISIBLE_STATUSES, Event, Period, TextChunk, Video,
+        PERIOD_LEVELS, SCHEMA_VERSION, UNIT_MODALITIES, UNIT_TABLES, VISIBLE_STATUSES, Event, Period, TextChunk, Video,
     )
 
     store = lib.store
@@ -162,7 +162,7 @@ def _library_checks(lib: Any) -> list[dict[str, Any]]:
         # After a crash the unfinished video may have rows without vectors (or the reverse);
         # what must hold is that finished videos are whole and no vector lacks its row.
         for index in store.vector_indexes():
-            if index.modality == "visual":
+            if index.modality in UNIT_MODALITIES:
                 table = UNIT_TABLES[index.level]
                 owner = table.id if index.level == "video" else table.video_id
                 query = select(table.id, owner)
@@ -181,10 +181,11 @@ def _library_checks(lib: Any) -> list[dict[str, Any]]:
             unique = set(ids)
             missing = sum(1 for i, v in rows.items() if v in done and i not in unique and i not in building)
             orphans = len(unique - rows.keys())
-            ok = len(unique) == len(ids) and not missing and not orphans
+            damaged = index.check()  # the segment files its manifest names are all there, whole
+            ok = len(unique) == len(ids) and not missing and not orphans and not damaged
             problems = [f"{missing} rows without vectors"] * bool(missing) + \
                 [f"{orphans} vectors without rows"] * bool(orphans) + \
-                [f"{len(ids) - len(unique)} duplicates"] * (len(unique) != len(ids))
+                [f"{len(ids) - len(unique)} duplicates"] * (len(unique) != len(ids)) + damaged
             out.append(_check(f"vectors {index.level}.{index.modality}", ok,
                               f"{len(ids)} vectors, {len(rows)} rows" + (": " + ", ".join(problems) if problems else ""),
                               "re-index the library (vdisc index --force PATH)"))

@@ -3,7 +3,7 @@
 Layout of a library directory::
 
     library.db              videos, scenes, clips, frames, words, events, texts (+ FTS5)
-    vectors/<level>.<modality>.faiss   one FAISS index per (level, modality)
+    vectors/<level>.<modality>/        one segmented vector index per (level, modality) (index/vectors.py)
 
 Every row carries ``start``/``end`` seconds, so any hit is a moment. FAISS ids
 are the SQLite row ids of the table the level names (frames, clips, scenes,
@@ -40,7 +40,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from vdisc.errors import LibraryError
 
-from .vectors import VectorIndex
+from .vectors import VectorIndex, index_names
 
 SCHEMA_VERSION = 3
 
@@ -49,6 +49,9 @@ SCHEMA_VERSION = 3
 VISIBLE_STATUSES: tuple[str, ...] = ("done", "live")
 
 # A video's channel -> the model role that made it (``Video.channels``).
+# vector modalities keyed by unit ids (clip, frame, ... rows), not by text rows: the mean-pooled visual
+# vectors and the clip compressor's temporal ones (index/writer.py)
+UNIT_MODALITIES = ("visual", "temporal")
 CHANNEL_ROLES: dict[str, str] = {"speech": "asr", "visual": "visual", "ocr": "ocr", "caption": "caption"}
 
 
@@ -349,9 +352,9 @@ class Store:
         return self._indexes[key]
 
     def vector_indexes(self) -> Iterator[VectorIndex]:
-        """Every vector index on disk (level, modality read from the file name)."""
-        for path in sorted(self.vectors_dir.glob("*.faiss")):
-            level, modality = path.name.split(".")[:2]
+        """Every vector index on disk (level, modality read from its folder, or an old single file's name)."""
+        for name in index_names(self.vectors_dir):
+            level, modality = name.split(".")
             yield self.vectors(level, modality)
 
     # ---- videos -------------------------------------------------------------
@@ -371,7 +374,7 @@ class Store:
         Called before their rows are deleted, so no vector ever outlives its row.
         """
         for index in self.vector_indexes():
-            doomed = texts if index.modality != "visual" else units.get(index.level, [])
+            doomed = texts if index.modality not in UNIT_MODALITIES else units.get(index.level, [])
             if doomed and index.remove(doomed):
                 index.save()
 
@@ -436,7 +439,7 @@ class Store:
             channels = {c for chs in s.scalars(select(Video.channels).where(Video.status.in_(VISIBLE_STATUSES)))
                         for c in chs or ()}
         roles = {CHANNEL_ROLES[c] for c in channels if c in CHANNEL_ROLES}
-        if any(ix.modality != "visual" and len(ix) for ix in self.vector_indexes()):
+        if any(ix.modality not in UNIT_MODALITIES and len(ix) for ix in self.vector_indexes()):
             roles.add("text")
         return roles
 

@@ -21,7 +21,7 @@ import pytest
 
 from vdisc import Library
 from vdisc.index.checkpoint import PARTIAL_DIR
-from vdisc.index.vectors import VectorIndex
+from vdisc.index.vectors import VectorIndex, index_names
 
 from conftest import FIXTURES
 
@@ -65,7 +65,7 @@ def _snapshot(home: Path) -> dict:
                              "FROM clips ORDER BY idx").fetchall()
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                   for t in ("videos", "scenes", "clips", "frames", "words", "texts", "events")}
-    vectors = {p.stem: len(VectorIndex(p)) for p in sorted((home / "vectors").glob("*.faiss"))}
+    vectors = {name: len(VectorIndex(home / "vectors" / name)) for name in index_names(home / "vectors")}
     lib = Library(home)
     results = {q: [(h.level, round(h.start, 2), round(h.end, 2)) for h in lib.search(q, top_k=5).hits]
                for q in QUERIES}
