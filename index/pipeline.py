@@ -113,6 +113,12 @@ class Indexer:
 
     # ---- one file -----------------------------------------------------------
     def index(self, path: str | Path, force: bool = False) -> IndexReport:
+        admitted = self.admit(path, force)
+        return admitted if isinstance(admitted, IndexReport) else self.commit(admitted, force)
+
+    def admit(self, path: str | Path, force: bool = False) -> "Admission | IndexReport":
+        """The checks before any work: the file to index, or its report when there is nothing to do
+        (unchanged, moved, unreadable). A file moved since it was indexed gets its new path here."""
         t0 = time.monotonic()
         path = Path(path).expanduser()
         report = IndexReport(path=str(path), status="failed")
@@ -140,28 +146,38 @@ class Indexer:
                         return report.model_copy(update=dict(
                             status="unchanged", video_id=moved.id, duration=moved.duration,
                             channels=list(moved.channels), reason=f"moved from {was}; path updated"))
-            if old is not None:
-                self.store.delete_video(old.id)
-            self._index_new(path, info, fingerprint, report, force)
-        except VdiscError as exc:
-            report.reason = str(exc)
+            return Admission(path, info, fingerprint, old.id if old is not None else None, report, t0)
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
-            if os.environ.get("VDISC_DEBUG"):
-                raise
-            log.debug("indexing %s failed", path, exc_info=True)
-            report.reason = f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            report.reason = failure_reason(exc, path)
         report.seconds = round(time.monotonic() - t0, 3)
         return report
 
+    def commit(self, job: "Admission", force: bool = False, perceived: "Perceived | None" = None) -> IndexReport:
+        """Index an admitted file: perceive it here, or write what was ``perceived`` elsewhere (a Ray worker)."""
+        report = job.report
+        try:
+            if job.old_id is not None:
+                self.store.delete_video(job.old_id)
+            self._index_new(job.path, job.info, job.fingerprint, report, force, perceived)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
+            report.reason = failure_reason(exc, job.path)
+        report.seconds = round(time.monotonic() - job.t0, 3)
+        return report
+
     def _index_new(self, path: Path, info: decode.VideoInfo, fingerprint: str, report: IndexReport,
-                   force: bool) -> None:
-        ckpt = self._checkpoint(path, fingerprint)
-        ckpt.discard_others()
-        if force:
+                   force: bool, perceived: "Perceived | None" = None) -> None:
+        if perceived is not None:  # perceived elsewhere, without checkpoints: this file's old ones are stale
+            ckpt, resume = Checkpoint(self.store.home, fingerprint, path, {}), None
+            ckpt.discard_others()
             ckpt.discard()
-        resume = ckpt.load()
-        if resume is None:
-            ckpt.start()
+        else:
+            ckpt = self._checkpoint(path, fingerprint)
+            ckpt.discard_others()
+            if force:
+                ckpt.discard()
+            resume = ckpt.load()
+            if resume is None:
+                ckpt.start()
         with self.store.session() as s, s.begin():
             video = Video(path=str(path), name=path.name, fingerprint=fingerprint, size=path.stat().st_size,
                           duration=info.duration, fps=info.fps, width=info.width, height=info.height,
@@ -170,7 +186,9 @@ class Indexer:
             s.flush()
             video_id = video.id
         try:
-            self._perceive_and_store(video_id, path, info, report, ckpt, resume)
+            if perceived is None:
+                perceived = self.perceive(path, info, report, ckpt, resume)
+            self.store_perceived(video_id, path.name, perceived, report)
         except BaseException as exc:
             self.store.delete_video(video_id)  # never leave half a video behind
             if isinstance(exc, VdiscError):  # the file is at fault: rerunning would fail the same way
@@ -191,8 +209,9 @@ class Indexer:
         return Checkpoint(self.store.home, fingerprint, path, key)
 
     # ---- perception ---------------------------------------------------------
-    def _perceive_and_store(self, video_id: int, path: Path, info: decode.VideoInfo, report: IndexReport,
-                            ckpt: Checkpoint, resume: Resume | None) -> None:
+    def perceive(self, path: Path, info: decode.VideoInfo, report: IndexReport, ckpt: Checkpoint,
+                 resume: Resume | None) -> "Perceived":
+        """Everything the models do for one file, with no store access: it runs here or on a worker."""
         reg, name = self.registry, path.name
         perceiver = Perceiver.from_registry(self.settings, reg)
 
@@ -213,14 +232,19 @@ class Indexer:
             words = words_future.result()
         channels = ["speech"] * (words is not None) + perceiver.channels
         assign_words(results, words or [])
+        return Perceived(results, channels, decoder, duration)
 
+    def store_perceived(self, video_id: int, name: str, perceived: "Perceived", report: IndexReport) -> None:
+        """The writer's part: a perceived file becomes the video's rows and vectors."""
+        reg, duration, channels = self.registry, perceived.duration, perceived.channels
         # a file is written in one batch: its speech came in only now
         self.progress(Progress(video=name, stage="store", done=0.0, total=duration))
         writer = VideoWriter(self.store, reg, self.settings, video_id)
-        writer.add(results)
-        writer.finish(channels, decoder=decoder)
+        writer.add(perceived.results)
+        writer.finish(channels, decoder=perceived.decoder)
         report.scenes, report.frames, report.words, report.events = (writer.scenes, writer.frames, writer.words,
                                                                      writer.events)
+        report.clips = len(perceived.results)
         report.duration, report.channels = duration, channels
         self.progress(Progress(video=name, stage="store", done=duration, total=duration))
 
@@ -278,7 +302,7 @@ class Indexer:
                     frame = SampledFrame(ts=ts, rgb=rgb if keep else None, hist=histogram(rgb))
                     for clip in segmenter.push(frame):
                         pending.append(ClipResult(clip))
-                    if sum(len(kept_frames(r.span)) for r in pending) >= st.batch_size:
+                    if sum(len(kept_frames(r.span)) for r in pending) >= perceiver.batch_frames:
                         flush()
                     self.progress(Progress(video=name, stage="frames", done=min(ts, info.duration),
                                            total=info.duration))
@@ -295,7 +319,9 @@ class Indexer:
         return results, reader.name, end
 
     def _open(self, path: Path) -> decode.VideoReader:
-        return decode.open_video(path, backend=self.settings.decoder)
+        # on a CUDA device frames stay on the GPU (NVDEC when torchcodec can) for the models there
+        return decode.open_video(path, backend=self.settings.decoder,
+                                 device=decode.frame_device(self.registry.device))
 
     def _speech(self, asr: Any, path: Path, info: decode.VideoInfo, name: str, ckpt: Checkpoint) -> list[Any]:
         self.progress(Progress(video=name, stage="speech", done=0.0, total=info.duration))
@@ -308,6 +334,38 @@ class Indexer:
 
 
 # ---- helpers ----------------------------------------------------------------
+@dataclass
+class Admission:
+    """A file that passed :meth:`Indexer.admit` and is to be indexed (``old_id``: the stale row it replaces)."""
+
+    path: Path
+    info: decode.VideoInfo
+    fingerprint: str
+    old_id: int | None
+    report: IndexReport
+    t0: float  # time.monotonic() at admission: the report's seconds count from here
+
+
+@dataclass
+class Perceived:
+    """One whole file's perception, ready for the writer: clips with their words, channels, decoder, end."""
+
+    results: list[ClipResult]
+    channels: list[str]
+    decoder: str
+    duration: float
+
+
+def failure_reason(exc: Exception, path: Path) -> str:
+    """The report's one line for a file that failed (``VDISC_DEBUG`` re-raises what vdisc did not expect)."""
+    if isinstance(exc, VdiscError):
+        return str(exc)
+    if os.environ.get("VDISC_DEBUG"):
+        raise exc
+    log.debug("indexing %s failed", path, exc_info=exc)
+    return f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
 @dataclass
 class _Word:
     """A transcribed word read back from a checkpoint."""
