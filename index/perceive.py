@@ -7,13 +7,23 @@ sampled frame times, one visual vector per kept frame, the distinct lines of
 on-screen text read from a few of its frames, and a caption; speech is
 transcribed per file or per batch of audio and handed to the clips with
 ``assign_words``.
+
+Within a batch the three models run at once, each in its own thread (torch
+and onnxruntime release the GIL): on a GPU the visual model, the captioner and
+OCR (onnxruntime-gpu, else the CPU) overlap instead of queueing. Each writes
+its own fields, and OCR reads the clips in order (its memo spans them), so the
+results are those of running them one after the other. Frames may be numpy
+arrays or torch tensors (decoded on the GPU, ``decode.open_video(device=)``):
+the visual model takes them as they are; only the frames OCR and the
+captioner read are copied to the host.
 """
 
 from __future__ import annotations
 
 import bisect
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -56,10 +66,18 @@ class ClipResult:
 class Perceiver:
     """The per-clip models of one video (visual, OCR, caption) and the OCR memo that spans its batches."""
 
-    def __init__(self, settings: Settings, visual: Any = None, ocr: Any = None, captioner: Any = None) -> None:
+    def __init__(self, settings: Settings, visual: Any = None, ocr: Any = None, captioner: Any = None,
+                 overlap: bool = True) -> None:
         self.settings = settings
         self.visual, self.ocr, self.captioner = visual, ocr, captioner
+        self.overlap = overlap  # run the models of a batch at once (False: one after the other)
         self.memo: dict[str, Any] = {}  # the last picture OCR read and its lines
+
+    @property
+    def batch_frames(self) -> int:
+        """Kept frames per batch: the visual model's batch where it was sized from free GPU memory
+        (``device.gpu_batch_size``), else ``settings.batch_size`` (the CPU default)."""
+        return max(self.settings.batch_size, int(getattr(self.visual, "batch_size", 0) or 0))
 
     @classmethod
     def from_registry(cls, settings: Settings, registry: Any) -> "Perceiver":
@@ -82,42 +100,54 @@ class Perceiver:
         """Fill in ``batch`` (frame times, vectors, text, captions), then drop its frames."""
         if not batch:
             return
-        st = self.settings
         kept = [(r, f) for r in batch for f in kept_frames(r.span)]
         for r, f in kept:
             r.frame_ts.append(f.ts)
+        tasks: list[Callable[[], None]] = []
         if self.visual is not None and kept:
-            vecs = self.visual.encode_images([f.rgb for _, f in kept])
-            offset = 0
-            for r in batch:
-                n = len(r.frame_ts)
-                r.frame_vecs = vecs[offset : offset + n]
-                offset += n
-        if self.ocr is not None and st.ocr_frames_per_clip > 0:
-            for r in batch:
-                r.ocr_reads = self._read_text(kept_frames(r.span), st.ocr_frames_per_clip)
-                r.ocr_lines = list(dict.fromkeys(line for _, lines in r.ocr_reads for line in lines))
+            tasks.append(lambda: self._embed(batch, [f.rgb for _, f in kept]))
+        if self.ocr is not None and self.settings.ocr_frames_per_clip > 0:
+            tasks.append(lambda: self._read_batch(batch))
         if self.captioner is not None:
-            from PIL import Image
-
-            clips = [[Image.fromarray(f.rgb) for f in spread(kept_frames(r.span), st.caption_frames)] for r in batch]
-            todo = [i for i, frames in enumerate(clips) if frames]
-            captions = self.captioner.caption([clips[i] for i in todo]) if todo else []
-            for i, text in zip(todo, captions):
-                batch[i].caption = text.strip()
+            tasks.append(lambda: self._caption(batch))
+        run_together(tasks if self.overlap else [lambda: [t() for t in tasks]])
         for r in batch:
             r.span.drop_frames()  # frames are done with; keep memory flat
+
+    def _embed(self, batch: list[ClipResult], frames: list[Any]) -> None:
+        vecs = self.visual.encode_images(frames)
+        offset = 0
+        for r in batch:
+            n = len(r.frame_ts)
+            r.frame_vecs = vecs[offset : offset + n]
+            offset += n
+
+    def _read_batch(self, batch: list[ClipResult]) -> None:
+        for r in batch:  # in order: the memo carries from one clip to the next
+            r.ocr_reads = self._read_text(kept_frames(r.span), self.settings.ocr_frames_per_clip)
+            r.ocr_lines = list(dict.fromkeys(line for _, lines in r.ocr_reads for line in lines))
+
+    def _caption(self, batch: list[ClipResult]) -> None:
+        from PIL import Image
+
+        clips = [[Image.fromarray(host(f.rgb)) for f in spread(kept_frames(r.span), self.settings.caption_frames)]
+                 for r in batch]
+        todo = [i for i, frames in enumerate(clips) if frames]
+        captions = self.captioner.caption([clips[i] for i in todo]) if todo else []
+        for i, text in zip(todo, captions):
+            batch[i].caption = text.strip()
 
     def _read_text(self, frames: list[SampledFrame], n: int) -> list[tuple[float, list[str]]]:
         """OCR a few frames of a clip, skipping frames that look like the last one read: (time, lines) each."""
         reads: list[tuple[float, list[str]]] = []
         for f in spread(frames, n):
-            thumb = f.rgb[:: max(1, f.rgb.shape[0] // 48), :: max(1, f.rgb.shape[1] // 64)].astype(np.int16)
+            rgb = host(f.rgb)  # only the frames OCR reads leave the GPU
+            thumb = rgb[:: max(1, rgb.shape[0] // 48), :: max(1, rgb.shape[1] // 64)].astype(np.int16)
             prev = self.memo.get("thumb")
             if prev is not None and prev.shape == thumb.shape and np.abs(prev - thumb).mean() < OCR_SAME_PICTURE:
                 found = self.memo["lines"]  # same picture as before: reuse, don't read again
             else:
-                found = [line.text for line in self.ocr.read(f.rgb)]
+                found = [line.text for line in self.ocr.read(rgb)]
                 self.memo["thumb"], self.memo["lines"] = thumb, found
             reads.append((f.ts, [line for line in dict.fromkeys(found) if line]))
         return reads
@@ -145,3 +175,30 @@ def spread(frames: list[Any], n: int) -> list[Any]:
     if n <= 1:
         return [frames[len(frames) // 2]]
     return [frames[round(i * (len(frames) - 1) / (n - 1))] for i in range(n)]
+
+
+def host(rgb: Any) -> np.ndarray:
+    """A frame as a numpy array on the host (a torch tensor is copied off its device)."""
+    return rgb if isinstance(rgb, np.ndarray) else rgb.cpu().numpy()
+
+
+def run_together(tasks: list[Callable[[], None]]) -> None:
+    """Run ``tasks`` at once (the first in this thread) and wait for all; the first error is raised."""
+    if len(tasks) <= 1:
+        for task in tasks:
+            task()
+        return
+    with ThreadPoolExecutor(len(tasks) - 1, thread_name_prefix="vdisc-perceive") as pool:
+        futures = [pool.submit(task) for task in tasks[1:]]
+        error: BaseException | None = None
+        try:
+            tasks[0]()
+        except BaseException as exc:  # noqa: BLE001 - raised once the others are done
+            error = exc
+        for future in futures:
+            try:
+                future.result()
+            except BaseException as exc:  # noqa: BLE001
+                error = error or exc
+    if error is not None:
+        raise error

@@ -56,10 +56,25 @@ class ClipSpan:
         self.frames = []
 
 
-def histogram(rgb: np.ndarray) -> np.ndarray:
-    """Normalised HSV colour histogram of an RGB uint8 frame (256 bins)."""
+def histogram(rgb: Any) -> np.ndarray:
+    """Normalised HSV colour histogram of an RGB uint8 frame (256 bins).
+
+    ``rgb`` is an H x W x 3 numpy array, or a torch uint8 tensor (a frame
+    decoded on the GPU): tensors are binned where they are, with the same
+    float32 arithmetic, so the histogram is bit-identical to the numpy one
+    (tests/test_gpu_path.py checks a million colours and random frames).
+    """
+    if not isinstance(rgb, np.ndarray) and hasattr(rgb, "permute"):
+        return _histogram_torch(rgb)
     step = max(1, rgb.shape[1] // THUMB)
     small = rgb[::step, ::step].astype(np.float32) / 255.0
+    codes = hsv_codes(small)
+    hist = np.bincount(codes.ravel(), minlength=H_BINS * S_BINS * V_BINS).astype(np.float32)
+    return hist / max(hist.sum(), 1.0)
+
+
+def hsv_codes(small: np.ndarray) -> np.ndarray:
+    """The histogram bin of each pixel of a float32 RGB image in [0, 1]."""
     r, g, b = small[..., 0], small[..., 1], small[..., 2]
     mx, mn = small.max(-1), small.min(-1)
     delta = mx - mn
@@ -70,9 +85,35 @@ def histogram(rgb: np.ndarray) -> np.ndarray:
     hi = np.minimum((h * H_BINS).astype(int), H_BINS - 1)
     si = np.minimum((s * S_BINS).astype(int), S_BINS - 1)
     vi = np.minimum((mx * V_BINS).astype(int), V_BINS - 1)
-    codes = (hi * S_BINS + si) * V_BINS + vi
-    hist = np.bincount(codes.ravel(), minlength=H_BINS * S_BINS * V_BINS).astype(np.float32)
-    return hist / max(hist.sum(), 1.0)
+    return (hi * S_BINS + si) * V_BINS + vi
+
+
+def hsv_codes_torch(small: Any) -> Any:
+    """:func:`hsv_codes` for a float32 torch tensor, op for op (remainder is numpy's floored %)."""
+    import torch
+
+    r, g, b = small[..., 0], small[..., 1], small[..., 2]
+    mx, mn = small.amax(-1), small.amin(-1)
+    delta = mx - mn
+    safe = torch.where(delta == 0, 1.0, delta)
+    h = torch.where(mx == r, torch.remainder((g - b) / safe, 6),
+                    torch.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4)) / 6.0
+    h = torch.where(delta == 0, 0.0, h)
+    s = torch.where(mx == 0, 0.0, delta / torch.where(mx == 0, 1.0, mx))
+    hi = (h * H_BINS).long().clamp_(max=H_BINS - 1)
+    si = (s * S_BINS).long().clamp_(max=S_BINS - 1)
+    vi = (mx * V_BINS).long().clamp_(max=V_BINS - 1)
+    return (hi * S_BINS + si) * V_BINS + vi
+
+
+def _histogram_torch(rgb: Any) -> np.ndarray:
+    import torch
+
+    step = max(1, rgb.shape[1] // THUMB)
+    small = rgb[::step, ::step].to(torch.float32) / 255.0
+    hist = torch.bincount(hsv_codes_torch(small).reshape(-1), minlength=H_BINS * S_BINS * V_BINS).float()
+    # 256 floats to the host: the segmenter compares histograms frame by frame there
+    return (hist / hist.sum().clamp(min=1.0)).cpu().numpy()
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -35,6 +35,13 @@ the rest of the code never touches a decoding library directly.
   as a last resort), so a few seconds deep inside a long video cost a few
   seconds of decoding. decord and torchcodec index the window's frames
   directly.
+* ``open_video(path, backend, device=...)`` hands frames out as torch uint8
+  tensors on ``device`` instead of numpy arrays (same pixels). With a CUDA
+  device and ``backend`` "auto" or "torchcodec", torchcodec decodes on the GPU
+  (NVDEC) so frames never visit the host; when it cannot (no CUDA build, a
+  codec NVDEC refuses) the file is decoded on the CPU as usual and its frames
+  uploaded, and that is said once per process (``log.warning``).
+  :func:`frame_device` says which device an indexing device's frames go to.
 * :func:`read_audio` decodes the default (else first) audio stream to float32
   mono at the requested rate, resampling in-process with PyAV's
   ``AudioResampler`` (no ffmpeg binary is ever run).
@@ -163,19 +170,73 @@ _FACTORIES: dict[str, Callable[[str, VideoInfo], _BaseReader]] = {
 }
 
 
-def open_video(path: str | os.PathLike[str], backend: str = "auto") -> VideoReader:
+def frame_device(device: str) -> str | None:
+    """Where an indexing run on ``device`` wants its frames: a CUDA device keeps them on the GPU
+    (tensors), anything else gets numpy arrays on the host (None), exactly as before."""
+    return device if device.startswith("cuda") else None
+
+
+def cuda_decode_unavailable() -> str | None:
+    """None when torchcodec could decode on a CUDA GPU (NVDEC), else why not (one line)."""
+    reason = available_backends().get("torchcodec")
+    if reason is not None:
+        return reason
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "torch sees no CUDA GPU"
+    except Exception as exc:  # noqa: BLE001 - a broken torch is a reason like any other
+        return _one_line(exc)
+    return None
+
+
+_SAID: set[str] = set()  # GPU-decode fallbacks already reported in this process
+
+
+def _say_once(message: str) -> None:
+    if message not in _SAID:
+        _SAID.add(message)
+        log.warning(message)
+
+
+def open_video(path: str | os.PathLike[str], backend: str = "auto", device: str | None = None) -> VideoReader:
     """Open ``path`` for frame sampling.
 
     ``backend="auto"`` tries :data:`BACKENDS` in order, skipping unavailable
     ones and falling back to the next when one fails to open the file. A
     named backend raises :class:`DecodeError` saying why it cannot be used.
     Metadata (:attr:`VideoReader.info`) always comes from :func:`probe`.
+    ``device`` (a torch device): frames are uint8 tensors there; on CUDA,
+    decoded there too when torchcodec can (see the module docstring).
     """
     name = (backend or "auto").strip().lower()
     if name != "auto" and name not in _FACTORIES:
         raise DecodeError(f"unknown video backend {backend!r}: choose auto, {', '.join(_ALL_BACKENDS)}")
     spath = _check_file(path)
     info = probe(spath)
+    if device is not None and device.startswith("cuda") and name in ("auto", "torchcodec"):
+        reader = _open_on_gpu(spath, info, device)
+        if reader is not None:
+            return reader
+    reader = _open_on_cpu(spath, info, name, backend)
+    reader.device = device
+    return reader
+
+
+def _open_on_gpu(spath: str, info: VideoInfo, device: str) -> VideoReader | None:
+    """torchcodec decoding on ``device`` (NVDEC), or None (said once) when it cannot."""
+    reason = cuda_decode_unavailable()
+    if reason is None:
+        try:
+            return TorchCodecReader(spath, info, device=device)
+        except Exception as exc:  # noqa: BLE001 - any NVDEC failure: decode on the CPU instead
+            reason = _one_line(exc)
+    _say_once(_one_line(f"decoding on the CPU, not the GPU ({reason}); frames are uploaded to {device}"))
+    return None
+
+
+def _open_on_cpu(spath: str, info: VideoInfo, name: str, backend: str) -> _BaseReader:
     avail = available_backends()
     if name != "auto":
         reason = avail.get(name)
@@ -203,6 +264,8 @@ __all__ = [
     "VideoInfo",
     "VideoReader",
     "available_backends",
+    "cuda_decode_unavailable",
+    "frame_device",
     "frame_rgb",
     "frame_size",
     "open_video",

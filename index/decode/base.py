@@ -7,7 +7,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Any, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,6 +21,10 @@ _MAX_BAD_PACKETS = 100  # consecutive undecodable packets before giving up
 # --------------------------------------------------------------------------- #
 # Public types
 # --------------------------------------------------------------------------- #
+
+#: One decoded RGB frame, H x W x 3 uint8: a numpy array, or a torch tensor when
+#: the reader was opened with a ``device`` (frames bound for models on a GPU).
+Frame = Any
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,12 @@ class VideoReader(Protocol):
 
     name: str  # backend name: "pyav" | "decord" | "torchcodec"
     info: VideoInfo
+    device: str | None  # None: frames are numpy arrays; else torch uint8 tensors on this device
+    decode_device: str  # where the pixels were decoded: "cpu", or "cuda:N" for NVDEC
 
     def frames(
         self, fps: float = 1.0, max_side: int | None = None, start: float = 0.0, end: float | None = None
-    ) -> Iterator[tuple[float, np.ndarray]]:
+    ) -> Iterator[tuple[float, Frame]]:
         """Yield ``(pts_seconds, rgb_uint8_HxWx3)`` for the grid ``start + k / fps`` below ``min(end, duration)``."""
         ...
 
@@ -194,6 +200,11 @@ def _warn_if_short(path: str, backend: str, frames_end: float | None, info: Vide
 
 class _BaseReader:
     name = "base"
+    #: None: numpy frames. A torch device: frames are uint8 tensors there (``open_video`` sets it;
+    #: a reader that decodes into tensors itself sets ``_yields_tensors``, the others are converted).
+    device: str | None = None
+    decode_device = "cpu"
+    _yields_tensors = False
 
     def __init__(self, path: str, info: VideoInfo) -> None:
         self.path = path
@@ -215,19 +226,36 @@ class _BaseReader:
 
     def frames(
         self, fps: float = 1.0, max_side: int | None = None, start: float = 0.0, end: float | None = None
-    ) -> Iterator[tuple[float, np.ndarray]]:
+    ) -> Iterator[tuple[float, Frame]]:
         """Yield ``(pts_seconds, rgb_uint8_HxWx3)`` for the grid ``start + k / fps`` below
-        ``min(end, duration)`` (see the contract in the ``vdisc.index.decode`` docstring)."""
+        ``min(end, duration)`` (see the contract in the ``vdisc.index.decode`` docstring).
+        With a ``device`` the frames are torch uint8 tensors on it, same pixels."""
         self._check_open()
         size = _target_size(self.info.width, self.info.height, max_side)
         start, end = _check_window(start, end)
         times = _grid_list(_check_fps(fps), self.info.duration, start, end)
         if not times:
             return iter(())
-        return self._frames(times, size)
+        frames = self._frames(times, size)
+        if self.device is None or self._yields_tensors:
+            return frames
+        return _as_tensors(frames, self.device)
 
     def _frames(self, times: list[float], size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray]]:
         raise NotImplementedError
 
     def close(self) -> None:
         self._closed = True
+
+
+def _as_tensors(frames: Iterator[tuple[float, np.ndarray]], device: str) -> Iterator[tuple[float, Frame]]:
+    """The frames as uint8 tensors on ``device`` (zero-copy on the CPU; uploaded in the read-ahead thread)."""
+    import torch
+
+    try:
+        for pts, rgb in frames:
+            yield pts, torch.from_numpy(rgb).to(device)
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()  # the backend's own cleanup (its container) runs now, not at garbage collection

@@ -55,6 +55,43 @@ def half_dtype(device: str):  # -> torch.dtype
     return torch.float32
 
 
+#: Share of the free GPU memory a batch of frames may take: the captioner, OCR and the
+#: decoder's frames use the same GPU at the same time (perceive.py runs them together).
+GPU_MEMORY_SHARE = 0.5
+#: Most frames per batch on a GPU: past this a bigger batch is no faster, only later to checkpoint.
+GPU_MAX_BATCH = 256
+
+
+def gpu_batch_size(free_bytes: int, bytes_per_frame: int, default: int, *, share: float = GPU_MEMORY_SHARE,
+                   cap: int = GPU_MAX_BATCH) -> int:
+    """Frames per batch that fit in ``share`` of ``free_bytes`` at ``bytes_per_frame`` each.
+
+    A multiple of 8 when it can be (tensor-core friendly), at most ``cap``, at
+    least 1; ``default`` when the per-frame cost is unknown (<= 0). It may be
+    below ``default`` on a nearly full GPU: a smaller batch is slower, an
+    out-of-memory error is fatal.
+    """
+    if bytes_per_frame <= 0:
+        return default
+    fit = int(max(0, free_bytes) * share // bytes_per_frame)
+    fit = min(cap, fit)
+    return max(1, fit - fit % 8 if fit >= 8 else fit)
+
+
+def cuda_batch_size(device: str, default: int, bytes_per_frame: int) -> int:
+    """:func:`gpu_batch_size` from ``torch.cuda.mem_get_info`` on a CUDA device; ``default`` elsewhere."""
+    if not device.startswith("cuda"):
+        return default
+    import torch
+
+    try:
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+    except Exception as exc:  # noqa: BLE001 - no memory figure: keep the configured batch
+        log.debug("torch.cuda.mem_get_info failed (%s); batch size stays %d", exc, default)
+        return default
+    return gpu_batch_size(int(free), bytes_per_frame, default)
+
+
 def quiet_hf() -> None:
     """Silence transformers' per-load progress bars; vdisc reports its own progress."""
     try:

@@ -53,8 +53,38 @@ def load(ref: str, device: str) -> OCRModel:
         version = md.version("rapidocr-onnxruntime")
     except Exception:  # noqa: BLE001
         version = None
+    cuda = onnx_provider(device) == CUDA_PROVIDER
     # Its default *upscales* the short side to 736 px; cap the long side instead (frames are already <= max_side).
-    engine = RapidOCR(det_limit_side_len=DET_MAX_SIDE, det_limit_type="max")
+    # (RapidOCR puts CUDA sessions on GPU 0 whatever cuda:N is.)
+    engine = RapidOCR(det_limit_side_len=DET_MAX_SIDE, det_limit_type="max",
+                      det_use_cuda=cuda, cls_use_cuda=cuda, rec_use_cuda=cuda)
+    provider = _session_provider(engine, CUDA_PROVIDER if cuda else CPU_PROVIDER)
     spec = ModelSpec(role="ocr", ref=ref, model_id="rapidocr-onnxruntime", revision=version, source="bundled",
-                     preprocessing={"det_limit_side_len": DET_MAX_SIDE, "det_limit_type": "max", "use_cls": False})
+                     preprocessing={"det_limit_side_len": DET_MAX_SIDE, "det_limit_type": "max", "use_cls": False,
+                                    "provider": provider})
     return OCRModel(spec, engine)
+
+
+CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def onnx_provider(device: str) -> str:
+    """The onnxruntime provider OCR runs on: CUDA when indexing on a CUDA device and onnxruntime-gpu
+    offers it (``get_available_providers``), else the CPU."""
+    if not device.startswith("cuda"):
+        return CPU_PROVIDER
+    try:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+    except Exception:  # noqa: BLE001 - no or broken onnxruntime: RapidOCR will say so itself
+        return CPU_PROVIDER
+    return CUDA_PROVIDER if CUDA_PROVIDER in available else CPU_PROVIDER
+
+
+def _session_provider(engine: Any, asked: str) -> str:
+    """The provider RapidOCR's detector session really runs on (it falls back to the CPU quietly)."""
+    try:
+        return str(engine.text_det.infer.session.get_providers()[0])
+    except Exception:  # noqa: BLE001 - another RapidOCR layout: trust what was asked
+        return asked

@@ -15,6 +15,7 @@ from . import hub
 from .spec import ModelSpec
 
 SETTING = "VDISC_VISUAL_MODEL (or --visual-model)"
+PROBE_FRAME_HW = (360, 640)  # a decoded frame at the default max_side, for sizing GPU batches
 
 
 @dataclass
@@ -123,6 +124,21 @@ class VisualModel:
         std = torch.tensor(cfg.get("std", (0.26862954, 0.26130258, 0.27577711)), device=self.device)
         return (batch - mean[:, None, None]) / std[:, None, None]
 
+    def bytes_per_frame(self, frame_hw: tuple[int, int] = PROBE_FRAME_HW, n: int = 8) -> int:
+        """Peak CUDA memory one frame costs on its way through ``pixels`` and ``encode_image``, measured
+        on ``n`` blank frames of ``frame_hw`` (the decoded size; default ``max_side`` 640 at 16:9)."""
+        import torch
+
+        dev = torch.device(self.device)
+        frames = [torch.zeros((*frame_hw, 3), dtype=torch.uint8, device=dev) for _ in range(n)]
+        torch.cuda.synchronize(dev)
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        with torch.inference_mode():
+            self.model.encode_image(self.pixels(frames).to(self.device, self.dtype))
+        torch.cuda.synchronize(dev)
+        return int((torch.cuda.max_memory_allocated(dev) - base) // n) + frame_hw[0] * frame_hw[1] * 3
+
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 embeddings of text queries, shape (N, dim)."""
         import torch
@@ -190,7 +206,21 @@ def load(ref: str, device: str, dtype: Any, batch_size: int = 32) -> VisualModel
         dim=dim,
         preprocessing={k: (list(v) if isinstance(v, tuple) else v) for k, v in pp.items()},
     )
-    return VisualModel(spec, model, preprocess, tokenizer, device, next(model.parameters()).dtype, batch_size)
+    vm = VisualModel(spec, model, preprocess, tokenizer, device, next(model.parameters()).dtype, batch_size)
+    if device.startswith("cuda"):
+        vm.batch_size = _gpu_batch_size(vm, batch_size)
+    return vm
+
+
+def _gpu_batch_size(vm: VisualModel, default: int) -> int:
+    """The batch that fits the GPU's free memory (device.gpu_batch_size), measured once at load."""
+    from .device import cuda_batch_size
+
+    try:
+        per_frame = vm.bytes_per_frame()
+    except Exception:  # noqa: BLE001 - measuring failed (out of memory already?): keep the setting
+        return default
+    return cuda_batch_size(vm.device, default, per_frame)
 
 
 def _checkpoint(snap: Path, ref: str) -> str:
