@@ -15,7 +15,17 @@ that the registry loads with ``--compressor PATH`` / ``VDISC_COMPRESSOR``.
 The GPU is used when present; tiny configs train on the CPU.
 
 ``vdisc train-compressor`` (``Library.train_compressor``) runs it all;
-:func:`collect_pairs` and :func:`train` are the two halves.
+:func:`collect_pairs` and :func:`train` are the two halves. With
+``--order-bench`` the pairs come from the generated order benchmark instead
+(``vdisc.evaluation.order_bench``), the target is the registry's *text*
+model (a linear head maps the clip vector into its space; the index then
+stores that as the clip's temporal vector) and the report ends with the
+held-out evaluation.
+
+``train`` checkpoints every ``checkpoint_every`` steps (weights, optimiser,
+step, losses, sampler state) next to the output and resumes from there.
+Pairs that share a ``group`` (a clip and its time reversal) are put in the
+same batch, so the contrastive loss always sees the order negative.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -46,13 +56,16 @@ class TrainReport(BaseModel):
     steps: int
     losses: list[float]
     seconds: float
+    resumed_from: int = 0  # the step a checkpoint resumed at
+    evaluation: dict[str, Any] | None = None  # the order benchmark's held-out figures, when trained on it
 
 
 @dataclass
 class Pair:
-    tokens: torch.Tensor  # (T, 1+P, dim), frozen image-encoder output
+    tokens: torch.Tensor  # (T, 1+P, dim), frozen image-encoder output (or (T, dim) unit frame embeddings)
     times: list[float]
     text: torch.Tensor  # (dim,) normalised text embedding of the clip's words
+    group: int = -1  # clips of one group (a clip and its reversal) share a batch: hard negatives
 
 
 def collect_pairs(store: Store, registry: Registry, max_clips: int = 512, fps: float = 2.0,
@@ -93,8 +106,13 @@ def collect_pairs(store: Store, registry: Registry, max_clips: int = 512, fps: f
 
 def train(pairs: list[Pair], compressor: ClipCompressor, grid: tuple[int, int], out: Path, steps: int = 300,
           batch_size: int = 8, lr: float = 1e-3, temperature: float = 0.07, distill: float = 1.0, seed: int = 0,
-          on_step: Callable[[int, float], None] | None = None) -> TrainReport:
-    """Optimise ``compressor`` on ``pairs``; save it to ``out``; the loss per step is in the report."""
+          on_step: Callable[[int, float], None] | None = None, checkpoint_every: int = 0,
+          resume: bool = False) -> TrainReport:
+    """Optimise ``compressor`` on ``pairs``; save it to ``out``; the loss per step is in the report.
+
+    ``checkpoint_every`` > 0 writes ``<out>.ckpt`` that often; ``resume`` continues from it when present
+    (the same steps, batches and result as an uninterrupted run). The checkpoint is removed at the end.
+    """
     if len(pairs) < 2:
         raise LibraryError("training needs at least two clips")
     t0 = time.monotonic()
@@ -103,18 +121,38 @@ def train(pairs: list[Pair], compressor: ClipCompressor, grid: tuple[int, int], 
     device = compressor.device
     params = [p for p in compressor.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    teachers = [F.normalize(F.normalize(p.tokens[:, 0].float(), dim=-1).mean(0), dim=0) for p in pairs]
-    compressor.train()
+    teachers = torch.stack([F.normalize(F.normalize(_cls(p.tokens).float(), dim=-1).mean(0), dim=0) for p in pairs])
+    texts = torch.stack([p.text.float() for p in pairs]).to(device)
+    batched = _batchable(pairs, compressor)
+    twins: dict[int, list[int]] = {}
+    for i, p in enumerate(pairs):
+        if p.group >= 0:
+            twins.setdefault(p.group, []).append(i)
+    ckpt = Path(str(out) + ".ckpt")
     losses: list[float] = []
-    for step in range(steps):
-        idx = rng.sample(range(len(pairs)), min(batch_size, len(pairs)))
-        emb = torch.stack([compressor(pairs[i].tokens.to(device), pairs[i].times, grid=grid).embedding for i in idx])
-        txt = torch.stack([pairs[i].text for i in idx]).to(device)
-        logits = emb @ txt.T / temperature
-        target = torch.arange(len(idx), device=device)
+    start = 0
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        compressor.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        losses, start = list(state["losses"]), int(state["step"])
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+    compressor.train()
+    for step in range(start, steps):
+        idx = _batch(rng, len(pairs), batch_size, pairs, twins)
+        if batched is not None:
+            emb, vec = compressor.embed_sequences(batched[idx].to(device))
+        else:
+            outs = [compressor(pairs[i].tokens.to(device), pairs[i].times, grid=grid) for i in idx]
+            emb, vec = torch.stack([o.embedding for o in outs]), torch.stack([o.vector for o in outs])
+        txt = texts[idx]
+        logits = vec @ txt.T / temperature
+        # a caption can repeat in a batch (two clips, same words): every clip with the caption is a positive
+        same = (txt @ txt.T) > 1 - 1e-5
+        target = same.float() / same.float().sum(1, keepdim=True)
         contrastive = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-        teacher = torch.stack([teachers[i] for i in idx]).to(device)
-        keep_close = (1.0 - (emb * teacher).sum(-1)).mean()
+        keep_close = (1.0 - (emb * teachers[idx].to(device)).sum(-1)).mean()
         loss = contrastive + distill * keep_close
         opt.zero_grad()
         loss.backward()
@@ -123,26 +161,86 @@ def train(pairs: list[Pair], compressor: ClipCompressor, grid: tuple[int, int], 
         losses.append(round(loss.item(), 5))
         if on_step is not None:
             on_step(step, losses[-1])
+        if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": compressor.state_dict(), "opt": opt.state_dict(), "losses": losses,
+                        "step": step + 1, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, ckpt)
     compressor.eval()
     path = compressor.save(out)
+    ckpt.unlink(missing_ok=True)
     return TrainReport(path=str(path), pairs=len(pairs), steps=steps, losses=losses,
-                       seconds=round(time.monotonic() - t0, 2))
+                       seconds=round(time.monotonic() - t0, 2), resumed_from=start)
+
+
+def _cls(tokens: torch.Tensor) -> torch.Tensor:
+    return tokens[:, 0] if tokens.dim() == 3 else tokens
+
+
+def _batchable(pairs: list[Pair], compressor: ClipCompressor) -> torch.Tensor | None:
+    """(n, T, dim) unit CLS sequences when every clip has T frames and the compressor mixes CLS only."""
+    if not compressor.config.cls_only or len({len(p.times) for p in pairs}) != 1:
+        return None
+    if len(pairs[0].times) > compressor.config.max_frames:
+        return None
+    return torch.stack([_cls(p.tokens).float() for p in pairs])
+
+
+def _batch(rng: random.Random, n: int, size: int, pairs: list[Pair], twins: dict[int, list[int]]) -> list[int]:
+    """``size`` distinct clips; a clip's group mates come with it (its order negative)."""
+    out: list[int] = []
+    seen: set[int] = set()
+    for i in rng.sample(range(n), n) if n <= 4 * size else (rng.randrange(n) for _ in range(8 * size)):
+        if len(out) >= size:
+            break
+        if i in seen:
+            continue
+        mates = twins.get(pairs[i].group, [i]) if pairs[i].group >= 0 else [i]
+        for j in mates:
+            if j not in seen:
+                seen.add(j)
+                out.append(j)
+    return out
 
 
 def train_compressor(store: Store, registry: Registry, out: Path, *, init: Path | None = None, steps: int = 300,
                      batch_size: int = 8, lr: float = 1e-3, max_clips: int = 512, frames_per_clip: int = 16,
-                     layers: int = 2, on_step: Callable[[int, float], None] | None = None) -> TrainReport:
+                     layers: int = 2, on_step: Callable[[int, float], None] | None = None,
+                     checkpoint_every: int = 50, resume: bool = False) -> TrainReport:
     """Train a compressor on ``store``'s indexed clips and save it to ``out``.
 
     Starts from the weights at ``init``, else from a new no-op compressor of
     ``layers`` Mamba blocks for the registry's visual model. ``on_step(step,
-    loss)`` sees every optimisation step.
+    loss)`` sees every optimisation step; checkpoints as in :func:`train`.
     """
     pairs = collect_pairs(store, registry, max_clips, frames_per_clip=frames_per_clip)
     visual = registry.require("visual")
     compressor = (ClipCompressor.load(init, map_location=registry.device) if init
                   else ClipCompressor.for_visual(visual, n_layers=layers))
-    return train(pairs, compressor, visual.grid, out, steps=steps, batch_size=batch_size, lr=lr, on_step=on_step)
+    return train(pairs, compressor, visual.grid, out, steps=steps, batch_size=batch_size, lr=lr, on_step=on_step,
+                 checkpoint_every=checkpoint_every, resume=resume)
 
 
-__all__ = ["Pair", "TrainReport", "collect_pairs", "train", "train_compressor"]
+def train_order_bench(registry: Registry, out: Path, *, steps: int = 600, batch_size: int = 64, lr: float = 3e-3,
+                      layers: int = 2, pairs_per_family: int = 400, checkpoint_every: int = 100, resume: bool = False,
+                      on_step: Callable[[int, float], None] | None = None) -> TrainReport:
+    """Train the temporal encoder on the generated order benchmark (frames from the registry's visual model,
+    targets from its text model), save it to ``out``, and evaluate it against mean pooling on the held-out
+    split (``report.evaluation``)."""
+    from vdisc.evaluation import order_bench
+
+    visual, text = registry.require("visual"), registry.require("text")
+    if visual is None or text is None:
+        raise ConfigError("the order benchmark needs a visual and a text model")
+    t0 = time.monotonic()
+    report = order_bench.run(out, visual, text, steps=steps, batch_size=batch_size, lr=lr, layers=layers,
+                             pairs_per_family=pairs_per_family, device=registry.device, resume=resume,
+                             checkpoint_every=checkpoint_every,
+                             on_step=(lambda name, i, loss: on_step(i, loss) if name == "temporal" else None)
+                             if on_step else None)
+    temporal = report["models"]["temporal"]
+    return TrainReport(path=str(out), pairs=report["train_clips"], steps=steps, losses=[temporal["final_loss"]],
+                       seconds=round(time.monotonic() - t0, 2), resumed_from=temporal["resumed_from"],
+                       evaluation=report)
+
+
+__all__ = ["Pair", "TrainReport", "collect_pairs", "train", "train_compressor", "train_order_bench"]

@@ -41,6 +41,7 @@ SUMMARY_CHARS = 2000  # bound on the video-level digest text
 SUMMARY_CLIPS = 400  # clips read for the summary: plenty to fill SUMMARY_CHARS
 CHANNELS = (("speech", "transcript"), ("ocr", "ocr_text"), ("caption", "caption"))  # text modality, Clip column
 VECTOR_CHUNK = 4096  # clip vectors read back at a time when pooling a video's
+TEMPORAL = "temporal"  # the clip compressor's clip vectors (frame order kept), beside the mean-pooled "visual"
 
 
 @dataclass
@@ -174,6 +175,8 @@ class VideoWriter:
             clip_vecs = np.stack([mean_unit(batch[i].frame_vecs) for i in has])
             touched.add(_add(self.store, "frame", frame_ids, frames, spec))
             touched.add(_add(self.store, "clip", [clip_ids[i] for i in has], clip_vecs, spec))
+            touched |= add_temporal_vectors(self.store, self.registry, [clip_ids[i] for i in has],
+                                            [batch[i] for i in has])
             for i, vec in zip(has, clip_vecs):
                 scene_of[i].vecs.append(vec)
         # pooled only now: a scene this batch closed may have had its last clips in it
@@ -182,6 +185,22 @@ class VideoWriter:
             touched.add(_add(self.store, "scene", [i for i, _ in scene_vecs], np.stack([v for _, v in scene_vecs]),
                              spec))
         return touched
+
+
+def add_temporal_vectors(store: Store, registry: Registry, clip_ids: Sequence[int],
+                         clips: Sequence[ClipResult]) -> set[VectorIndex]:
+    """With a trained clip compressor: each clip's temporal vector (its encoding of the frame vectors in
+    order) into the clip/temporal index, whose spec names the compressor file hash, backbone and pooling."""
+    comp = registry.trained_compressor()
+    if comp is None or not clip_ids:
+        return set()
+    from .models.spec import ModelSpec
+
+    vecs = np.stack([comp.encode_frames(c.frame_vecs, c.frame_ts or list(range(len(c.frame_vecs))))
+                     for c in clips])
+    index = store.vectors("clip", TEMPORAL)
+    index.add(list(clip_ids), vecs.astype(np.float32), ModelSpec(**comp.spec_dict(registry.compressor_source())))
+    return {index}
 
 
 def _add(store: Store, level: str, ids: Sequence[int], vecs: np.ndarray, spec: Any) -> VectorIndex:
@@ -268,7 +287,8 @@ def add_text_vectors(store: Store, registry: Registry, texts: list[TextChunk]) -
 def pooled_clip_vector(store: Store, clip_ids: Iterable[int]) -> np.ndarray | None:
     """The unit mean of these clips' visual vectors (read in chunks), or None if none has one."""
     index = store.vectors("clip", "visual")
-    have = sorted(set(index.ids().tolist()) & set(clip_ids)) if len(index) else []
+    want = np.array(sorted(set(clip_ids)), dtype=np.int64)
+    have = want[index.contains(want)].tolist() if len(index) and len(want) else []  # not the whole index's ids
     if not have:
         return None
     total = sum(index.vectors(have[i : i + VECTOR_CHUNK]).astype(np.float64).sum(axis=0)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from vdisc import Library
@@ -22,9 +24,11 @@ def test_inspect_reports_token_reduction(talk_library):
     assert on.best is not None and 8.0 <= on.best.start < on.best.end <= 21.5
     off = Library(home, compressor="off").inspect("talk.mp4", 8.0, 21.0, "pineapple", fps=4.0)
     assert off.tokens_in == off.tokens_out == 48
-    # untrained, the compressor is a no-op on embeddings: same per-frame scores, same best frame ranking
-    assert [f.ts for f in on.top_frames] == [f.ts for f in off.top_frames]
-    assert np.allclose([f.score for f in on.top_frames], [f.score for f in off.top_frames], atol=1e-4)
+    # on, the evidence is the compressed tokens (4-frame groups, ~1 s each), not the raw frames
+    assert on.top_frames == [] and len(on.tokens) == 12 and off.tokens == [] and off.top_frames
+    assert on.tokens[0].start == 8.0 and all(abs(a.end - b.start) < 0.1 for a, b in zip(on.tokens, on.tokens[1:]))
+    # untrained, a group token is the mean of its frames' CLS: it scores like the mean of their scores
+    assert on.best.score >= max(t.score for t in on.tokens) - 1e-6
 
 
 def test_inspect_json_fields(talk_library):
@@ -122,3 +126,93 @@ def test_without_trained_weights_the_default_is_off_and_says_so(talk_library, tm
     assert trained.info()["compressor"]["state"] == "on"
     on = trained.inspect("talk.mp4", 8.0, 21.0, "pineapple", fps=4.0)
     assert on.tokens_out * 8 <= on.tokens_in
+
+
+# ---- a trained temporal encoder on an order-sensitive fixture ----------------------------------------------
+
+ORDER_WEIGHTS = Path(__file__).parent / "fixtures" / "order_compressor.safetensors"
+APPEARS = "a red square appears on an empty screen"
+DISAPPEARS = "a red square disappears, leaving an empty screen"
+
+
+def _order_video(path: Path, fps: int = 2, seconds: float = 4.0) -> Path:
+    """A red square appears on an empty screen (first ``seconds``), then the same frames backwards: it
+    disappears. The halves hold the same pictures, only their order differs (at 2 fps every frame is one
+    the index and inspect sample)."""
+    import av
+
+    from vdisc.evaluation.order_bench import SIZE, _canvas, _draw
+
+    bg = _canvas(np.random.default_rng(3))
+    n = int(fps * seconds)
+    shown = np.clip(_draw(bg, "square", "red", 30, 34, 8), 0, 255).astype(np.uint8)
+    empty = np.clip(bg, 0, 255).astype(np.uint8)
+    appear = [empty if i < n // 2 else shown for i in range(n)]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width = stream.height = SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "12"}
+        for rgb in appear + appear[::-1]:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def order_library(tmp_path_factory, test_models):
+    """The fixture indexed at 2 fps in 4 s clips (8 frames each, the trained window), with the committed
+    order-bench weights as the library's trained compressor."""
+    import shutil
+
+    home = tmp_path_factory.mktemp("order-lib")
+    video = _order_video(home / "order.mp4")
+    shutil.copy(ORDER_WEIGHTS, home / "compressor.safetensors")
+    models = {**test_models, "asr": "none", "ocr": "none"}
+    lib = Library(home, device="cpu", models=models, fps=2.0, clip_seconds=4.0, min_clip_seconds=0.5)
+    lib.index(video)
+    return home, models
+
+
+def test_trained_weights_ground_inspect_on_the_compressed_tokens(order_library):
+    home, models = order_library
+    on = Library(home, models=models)
+    assert on.info()["compressor"]["state"] == "on"
+    there = on.inspect("order.mp4", 0.0, 8.0, APPEARS, fps=2.0)
+    back = on.inspect("order.mp4", 0.0, 8.0, DISAPPEARS, fps=2.0)
+    assert there.top_frames == [] and [(t.start, t.end) for t in there.tokens] == [(0.0, 4.0), (4.0, 8.0)]
+    assert there.tokens_in == 16 and there.tokens_out == 2  # the frame embeddings, one token per window
+    assert there.source == back.source == "visual"  # located on the tokens (no words in this video)
+    assert there.tokens[0].score > there.tokens[1].score and back.tokens[1].score > back.tokens[0].score
+    assert there.best.end <= 4.0 <= back.best.start and there.best_start < 4.0 < back.best_end  # its own half
+    # the encoder off: per-frame scores cannot tell the halves apart, so both questions land alike
+    off = Library(home, models=models, compressor="off")
+    for question in (APPEARS, DISAPPEARS):
+        r = off.inspect("order.mp4", 0.0, 8.0, question, fps=2.0, max_frames=16)
+        assert r.tokens == [] and len(r.top_frames) == 8
+        halves = [max(f.score for f in r.top_frames if (f.ts < 4) == first) for first in (True, False)]
+        assert abs(halves[0] - halves[1]) < 0.01  # each frame has its twin in the other half
+
+
+def test_trained_weights_index_and_search_the_temporal_clip_vectors(order_library):
+    home, models = order_library
+    lib = Library(home, models=models)
+    temporal = lib.store.vectors("clip", "temporal")
+    assert len(temporal) == 2 and temporal.spec.role == "compressor"
+    assert temporal.spec.preprocessing["text_model"] == lib.registry.require("text").spec.key
+    assert len(lib.store.vectors("clip", "visual")) == 2  # the mean-pooled vectors stay beside them
+
+    def first(library: Library, query: str) -> tuple[float, float]:
+        hit = next(h for h in library.search(query, level="clip").hits)
+        return hit.start, hit.end
+
+    assert first(lib, APPEARS)[1] <= 4.01 and first(lib, DISAPPEARS)[0] >= 3.99
+    # mean pooling gives the two halves one vector: only the temporal list can order them
+    visual = lib.store.vectors("clip", "visual")
+    a, b = visual.vectors(sorted(int(i) for i in visual.ids()))
+    assert float(a @ b) > 0.99
+    # without the trained encoder the temporal index goes unsearched (auto with no weights: off, no cost)
+    off = Library(home, models=models, compressor="off")
+    assert off.registry.trained_compressor() is None and off.registry.compressor() is None

@@ -210,3 +210,33 @@ def test_lean_memory_does_not_scale_with_L_times_N():
     assert out.returncode == 0, out.stderr
     growth_mb = float(out.stdout.strip().splitlines()[-1])
     assert growth_mb < 40, growth_mb
+
+
+def _mamba_ssm_on_cuda() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    from vdisc.index.models.scan import _mamba_cuda_fn
+
+    return _mamba_cuda_fn() is not None
+
+
+@pytest.mark.skipif(not _mamba_ssm_on_cuda(), reason="needs CUDA and mamba-ssm (pip install mamba-ssm)")
+def test_mamba_ssm_cuda_kernel_matches_the_chunked_scan():
+    """auto picks mamba-ssm's fused kernel on CUDA tensors; its output and gradients agree with ours."""
+    x = _inputs(2, 64, 300, 16)
+    args, kw = _args(x, softplus=True, use_D=True, use_z=True, use_bias=True)
+    cuda = [a.cuda().requires_grad_(a.is_floating_point()) if isinstance(a, torch.Tensor) else a for a in args]
+    kw_cuda = {k: (v.cuda().requires_grad_(True) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    assert scan_mode(*cuda) == "cuda"
+    ours_in = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) else a for a in cuda]
+    ours_kw = {k: (v.detach().clone().requires_grad_(True) if isinstance(v, torch.Tensor) else v)
+               for k, v in kw_cuda.items()}
+    theirs = selective_scan(*cuda, **kw_cuda, mode="auto")
+    ours = selective_scan(*ours_in, **ours_kw, mode="chunked")
+    torch.testing.assert_close(theirs, ours, atol=1e-3, rtol=1e-3)
+    theirs.square().sum().backward()
+    ours.square().sum().backward()
+    for a, b in zip([*cuda, *kw_cuda.values()], [*ours_in, *ours_kw.values()]):
+        if isinstance(a, torch.Tensor) and a.grad is not None:
+            scale = max(1.0, float(b.grad.abs().max()))
+            torch.testing.assert_close(a.grad / scale, b.grad / scale, atol=1e-3, rtol=1e-3)

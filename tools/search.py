@@ -54,7 +54,9 @@ LEVEL_WEIGHT = {"clip": 1.0, "event": 0.9, "scene": 0.7, "frame": 0.6, "hour": 0
 COARSE = frozenset({"scene", "hour", "day", "video"})  # levels that can contain a finer hit
 ORDER_FRACTION = 0.5  # with order earliest/latest: hits scoring at least this share of the best are relevant
 ORDER_POOL = 100  # units materialised to sort by time (the best-scored ones)
-MODALITY_WEIGHT = {"speech": 1.0, "ocr": 1.0, "caption": 1.0, "summary": 1.0, "visual": 0.5, "words": 1.0}
+MODALITY_WEIGHT = {"speech": 1.0, "ocr": 1.0, "caption": 1.0, "summary": 1.0, "visual": 0.5, "words": 1.0,
+                   "temporal": 0.6}  # the trained clip compressor's vectors (frame order kept): trained on words, so a
+# little above raw visual similarity; where two clips pool to one visual vector it decides their order
 SNIPPET_CHARS = 200
 
 
@@ -173,17 +175,26 @@ def search(
                 vote(chunk.level, chunk.unit_id, rank, MODALITY_WEIGHT["words"], chunk.text, chunk.modality)
 
         # 2. dense lists
-        qvecs: dict[bool, np.ndarray] = {}
+        qvecs: dict[Any, np.ndarray] = {}
         for index in store.vector_indexes():
             if (level and index.level != level) or (modality and index.modality != modality) or not len(index):
                 continue
-            is_visual = index.modality == "visual"
-            model = registry.get("visual" if is_visual else "text")
-            if model is None or index.model_key != model.spec.key:
-                continue  # no model, or vectors from another model: their scores would be meaningless
-            if is_visual not in qvecs:  # one encoding per model, not per index
-                qvecs[is_visual] = _query_vector(model, query, is_visual)
-            qvec = qvecs[is_visual]
+            if index.modality == "temporal":  # the trained clip compressor's vectors: unit ids, like visual
+                key, is_visual = "temporal", True
+                if key not in qvecs:
+                    from vdisc.index.models.compressor import temporal_query
+
+                    qvecs[key] = temporal_query(registry, query, index.model_key)
+                if qvecs[key] is None:
+                    continue  # no trained compressor, or not the one (or text model) these vectors came from
+            else:
+                is_visual = key = index.modality == "visual"
+                model = registry.get("visual" if is_visual else "text")
+                if model is None or index.model_key != model.spec.key:
+                    continue  # no model, or vectors from another model: their scores would be meaningless
+                if key not in qvecs:  # one encoding per model, not per index
+                    qvecs[key] = _query_vector(model, query, is_visual)
+            qvec = qvecs[key]
             allowed = None
             if video_id is not None or lo is not None or hi is not None or last is not None:
                 allowed = _allowed_ids(s, index, video_id, lo, hi, last)
@@ -197,7 +208,7 @@ def search(
                         vote(c.level, c.unit_id, rank, MODALITY_WEIGHT[c.modality], c.text, c.modality)
             else:
                 for rank, (uid, _) in zip(ranks([sc for _, sc in hits]), hits):
-                    vote(index.level, uid, rank, MODALITY_WEIGHT["visual"], why="visual")
+                    vote(index.level, uid, rank, MODALITY_WEIGHT[index.modality], why=index.modality)
 
         ranked = sorted(units.values(), key=lambda u: (-u.score, -LEVEL_WEIGHT[u.level], u.id))
         pool = ranked[: top_k * 2] if order == "relevance" else ranked[:ORDER_POOL]
@@ -277,23 +288,34 @@ def time_window(within: tuple[float, float] | None, after: float | None,
 
 
 def _allowed_ids(session: Any, index: Any, video_id: int | None, lo: float | None, hi: float | None,
-                 last: float | None = None) -> list[int]:
-    """Row ids of ``index`` that belong to the video, overlap [lo, hi] and lie in its final ``last`` seconds."""
-    from vdisc.index.store import UNIT_TABLES, Period, TextChunk, Video
+                 last: float | None = None) -> Any:
+    """Row ids of ``index`` that belong to the video, overlap [lo, hi] and lie in its final ``last`` seconds,
+    as id ranges (``IdRanges``): SQL finds the runs, so no id list is ever built in Python.
 
-    if index.modality != "visual":
-        table, conds = TextChunk, [TextChunk.level == index.level, TextChunk.modality == index.modality]
+    The runs are taken over the index's own rows (its level and modality) in id order: a run ends only
+    where a row of this index fails the filter, so a video's rows, written together by the one writer,
+    make one range however many other rows (other levels, other channels) share their id span.
+    """
+    from sqlalchemy import and_, case, func, true
+
+    from vdisc.index.idranges import IdRanges
+    from vdisc.index.store import UNIT_MODALITIES, UNIT_TABLES, Period, TextChunk, Video
+
+    if index.modality not in UNIT_MODALITIES:  # temporal vectors are keyed by clip ids too
+        table, population = TextChunk, [TextChunk.level == index.level, TextChunk.modality == index.modality]
     else:
-        table, conds = UNIT_TABLES[index.level], []
+        table, population = UNIT_TABLES[index.level], []
         if table is Period:
-            conds.append(Period.level == index.level)
+            population.append(Period.level == index.level)
+    conds = []
+    owner = table.id if table is Video else table.video_id
     if video_id is not None:
-        conds.append((table.id if table is Video else table.video_id) == video_id)
+        conds.append(owner == video_id)
     if table is Video:
         if lo is not None:
             conds.append(Video.duration > lo)
         if last is not None:
-            return []  # a whole video never lies inside its own final stretch
+            return IdRanges.empty()  # a whole video never lies inside its own final stretch
     elif index.level == "frame":
         conds += [table.ts >= lo] if lo is not None else []
         conds += [table.ts < hi] if hi is not None else []
@@ -308,7 +330,20 @@ def _allowed_ids(session: Any, index: Any, video_id: int | None, lo: float | Non
             conds.append(table.start > end_of_video - last - 1e-6)
         else:
             conds.append(table.end > end_of_video - last)
-    return list(session.scalars(select(table.id).where(*conds)))
+    rows = select(table.id.label("id"), case((and_(true(), *conds), 1), else_=0).label("ok")).where(*population)
+    if video_id is not None:  # only the video's id span can hold its rows: the runs are looked for there
+        first, final = session.execute(select(func.min(table.id), func.max(table.id))
+                                       .where(*population, owner == video_id)).one()
+        if first is None:
+            return IdRanges.empty()
+        rows = rows.where(table.id.between(first, final))
+    r = rows.subquery()
+    runs = select(r.c.id, r.c.ok, (func.row_number().over(order_by=r.c.id)
+                                   - func.row_number().over(partition_by=r.c.ok, order_by=r.c.id)).label("run")
+                  ).subquery()
+    pairs = session.execute(select(func.min(runs.c.id), func.max(runs.c.id)).where(runs.c.ok == 1)
+                            .group_by(runs.c.run)).all()
+    return IdRanges.from_inclusive(pairs)
 
 
 def _reread(ctx: ToolContext, query: str, found: list[tuple[tuple[int, float, float, str], _Unit]]

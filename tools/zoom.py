@@ -11,6 +11,12 @@ through the STORM-style clip compressor (``index/models/compressor``): a
 bidirectional Mamba over the tokens followed by temporal and spatial pooling,
 whose per-group tokens score sub-windows. ``tokens_in``/``tokens_out`` report
 the reduction; ``VDISC_COMPRESSOR=off`` scores plain frame embeddings instead.
+With the compressor on, the compressed tokens are the visual evidence: each
+group token (its span, and its cell for patch tokens) is scored against the
+question and the visual span is located on them (``tokens``; no raw frames in
+``top_frames``). A compressor trained with a text head scores its tokens in
+that text model's space, so a question about order ("moves left to right")
+finds the sub-window where it happens, which per-frame scores cannot.
 
 A followed stream (a URL, which cannot be read twice) is judged from what the
 index kept of the window: stored frame vectors, words and on-screen lines.
@@ -39,6 +45,13 @@ class SubWindow(BaseModel):
     score: float
 
 
+class TokenScore(BaseModel):
+    start: float  # the span of frames the compressed token summarises
+    end: float
+    cell: tuple[int, int] | None = None  # its pooled-grid cell; None for a group's CLS token
+    score: float
+
+
 class InspectResult(BaseModel):
     video: str
     video_id: int
@@ -53,7 +66,8 @@ class InspectResult(BaseModel):
     tokens_in: int  # visual tokens before compression (frames x tokens per frame)
     tokens_out: int  # after the compressor (equal to tokens_in when it is off)
     best: SubWindow | None = None  # the best visual sub-window (compressed token groups, else frames)
-    top_frames: list[FrameScore] = []  # the frames most like the question, by time
+    top_frames: list[FrameScore] = []  # the frames most like the question, by time (compressor off)
+    tokens: list[TokenScore] = []  # the compressed group tokens, scored, by time (compressor on)
     spoken: list[Spoken] = []
     shown: list[Shown] = []
     caption: str = ""
@@ -84,14 +98,14 @@ def inspect(ctx: ToolContext, video: VideoRef, start: Start, end: End,
     fps = max(0.1, min(float(fps), max_frames / max(hi - lo, 1e-3)))
     if stream:  # a stream cannot be read again: judge the window by what the index kept of it
         frames: list[tuple[float, Any]] = []
-        scores, best, tokens_in, tokens_out = stored, None, 0, 0
+        scores, best, tokens_in, tokens_out, tokens = stored, None, 0, 0, []
     else:
         try:
             with decode.open_video(path, backend=ctx.settings.decoder) as reader:
                 frames = list(reader.frames(fps=fps, max_side=MAX_SIDE, start=lo, end=hi))
         except DecodeError as exc:
             raise DecodeError(f"{exc} (was the file moved? re-index it)") from None
-        scores, best, tokens_in, tokens_out = _look(ctx, frames, question, 1.0 / fps)
+        scores, best, tokens_in, tokens_out, tokens = _look(ctx, frames, question, 1.0 / fps)
     shown = read_shown(ctx, frames, 1.0 / fps, ocr_frames)
     fresh = {_key(x.text) for x in shown}
     shown += [x for x in indexed if _key(x.text) not in fresh]  # lines the index read between our samples
@@ -105,48 +119,57 @@ def inspect(ctx: ToolContext, video: VideoRef, start: Start, end: End,
         step = max(1, len(frames) // 4)
         caption = captioner.caption([[Image.fromarray(rgb) for _, rgb in frames[::step][:4]]],
                                     prompt=f"Watch these frames from one video moment. {question}")[0]
-    found = locate(spoken, shown, scores, 1.0 / fps, (lo, hi))
+    if tokens:  # the visual channel is the compressed tokens: one score per group, a group's span long
+        groups = [FrameScore(ts=t.start, score=t.score) for t in tokens]
+        found = locate(spoken, shown, groups, tokens[0].end - tokens[0].start, (lo, hi))
+        scores = []
+    else:
+        found = locate(spoken, shown, scores, 1.0 / fps, (lo, hi))
     top = sorted(sorted(scores, key=lambda f: -f.score)[:TOP_FRAMES], key=lambda f: f.ts)
     return InspectResult(video=name, video_id=vid, start=round(lo, 3), end=round(hi, 3), question=question,
                          best_start=round(found.start, 3), best_end=round(found.end, 3), confidence=found.confidence,
                          source=found.source, frames=len(frames), tokens_in=tokens_in, tokens_out=tokens_out,
-                         best=best, top_frames=top, spoken=spoken, shown=shown, caption=caption)
+                         best=best, top_frames=top, tokens=tokens, spoken=spoken, shown=shown, caption=caption)
 
 
 def _look(ctx: ToolContext, frames: list[tuple[float, Any]], question: str,
-          period: float) -> tuple[list[FrameScore], SubWindow | None, int, int]:
-    """Frame scores, the best visual sub-window and token counts, through the compressor when on.
+          period: float) -> tuple[list[FrameScore], SubWindow | None, int, int, list[TokenScore]]:
+    """Frame scores (compressor off) or scored compressed tokens (on), the best visual sub-window and
+    token counts.
 
-    One pass of the image encoder gives both: the CLS token of each frame's
-    grid is its embedding, and the whole grid goes through the compressor,
-    whose per-group CLS tokens score the sub-windows.
+    One pass of the image encoder gives what the compressor needs: token grids, or for a compressor
+    trained on frame embeddings (``cls_only``) just those. Its group tokens score the sub-windows,
+    in the space of its head's text model when it has one.
     """
     visual = ctx.registry.get("visual")
     if visual is None or not frames:
-        return [], None, 0, 0
+        return [], None, 0, 0, []
     import torch
 
-    query = torch.from_numpy(visual.encode_texts([question])[0])
     times = [ts for ts, _ in frames]
     compressor = ctx.registry.compressor()
     if compressor is None:
+        query = torch.from_numpy(visual.encode_texts([question])[0])
         vecs = torch.from_numpy(visual.encode_images([rgb for _, rgb in frames]))
         per_frame = vecs @ query
         scores = [FrameScore(ts=round(t, 3), score=round(float(x), 4)) for t, x in zip(times, per_frame)]
         i = int(per_frame.argmax())
         best = SubWindow(start=round(times[i], 3), end=round(times[i] + period, 3), score=round(float(per_frame[i]), 4))
-        return scores, best, len(frames), len(frames)
-    tokens = visual.encode_image_tokens([rgb for _, rgb in frames])
-    cls = torch.nn.functional.normalize(tokens[:, 0].float().cpu(), dim=-1)
-    per_frame = cls @ query
-    scores = [FrameScore(ts=round(t, 3), score=round(float(x), 4)) for t, x in zip(times, per_frame)]
-    clip = compressor.compress(tokens, times, grid=visual.grid)
-    groups = [(span, tok) for span, cell, tok in zip(clip.spans, clip.cells, clip.tokens) if cell is None]
-    sims = [float(torch.nn.functional.normalize(tok.float().cpu(), dim=0) @ query) for _, tok in groups]
-    k = max(range(len(groups)), key=lambda j: sims[j])
-    (a, b), score = groups[k][0], sims[k]
-    best = SubWindow(start=round(a, 3), end=round(b + period, 3), score=round(score, 4))
-    return scores, best, clip.tokens_in, clip.tokens_out
+        return scores, best, len(frames), len(frames), []
+    scorer = ctx.registry.get(compressor.query_role)
+    if scorer is None:
+        return [], None, 0, 0, []  # a head into a text space and no text model: nothing to score with
+    query = torch.from_numpy(scorer.encode([question])[0] if compressor.query_role == "text"
+                             else scorer.encode_texts([question])[0])
+    if compressor.config.cls_only:
+        clip = compressor.compress(torch.from_numpy(visual.encode_images([rgb for _, rgb in frames])), times)
+    else:
+        clip = compressor.compress(visual.encode_image_tokens([rgb for _, rgb in frames]), times, grid=visual.grid)
+    groups = [TokenScore(start=round(a, 3), end=round(b + period, 3), score=round(float(vec.cpu() @ query), 4))
+              for (a, b), vec in compressor.group_vectors(clip)]
+    top = max(groups, key=lambda t: t.score)
+    best = SubWindow(start=top.start, end=top.end, score=top.score)
+    return [], best, clip.tokens_in, clip.tokens_out, groups
 
 
 def _key(text: str) -> str:

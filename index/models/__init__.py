@@ -179,6 +179,13 @@ class Registry:
         self._models["compressor"] = model
         return model
 
+    def trained_compressor(self) -> Any | None:
+        """The compressor when it runs from trained weights (None when off or untrained): only then is
+        its clip vector worth indexing, as the clip's temporal vector (``index/writer.py``)."""
+        if self.compressor_source() in ("off", "untrained"):
+            return None
+        return self.compressor()
+
     def compressor_source(self) -> str:
         """What the compressor setting resolves to: "off", "untrained", or the weights file to load."""
         setting = self.settings.compressor.strip()

@@ -21,6 +21,16 @@ keeping one CLS token per group. Each output token carries the time span of
 the frames it summarises and its (row, col) cell in the pooled grid (None for
 CLS tokens).
 
+Trained for retrieval (``vdisc.training``), a compressor can also carry
+what the index needs to use it on its own: ``cls_only`` (it mixes the
+sequence of unit frame embeddings, so the index feeds it the frame vectors it
+already has), ``window`` (each ``window`` frames are encoded on their own, the
+clip length it was trained on, so a group token is the vector of its own
+sub-window) and a linear ``head`` into a text model's space (``text_model``,
+``text_dim``): ``CompressedClip.vector`` is then the clip's *temporal* vector,
+compared with that text model's query embedding. Mean pooling cannot tell a
+clip from its time reversal; this encoder can (see scripts/order_bench).
+
 The selective scan itself lives in :mod:`vdisc.index.models.scan`.
 """
 
@@ -56,6 +66,12 @@ class CompressorConfig(BaseModel):
     tokens_per_clip: int | None = Field(None, ge=1)  # optional cap K: pools coarser to fit
     dt_min: float = 1e-3
     dt_max: float = 1e-1
+    # set by training for retrieval (None/False: the plain STORM compressor)
+    cls_only: bool = False  # mixes unit frame embeddings only (what the index stores per frame)
+    window: int | None = Field(None, ge=1)  # frames encoded together (the trained clip length); None: all
+    text_dim: int | None = Field(None, gt=0)  # a linear head into this text space
+    text_model: str | None = None  # the text model's spec key whose queries the head's vectors answer
+    backbone: str | None = None  # the visual model's spec key the compressor was trained on
 
     @property
     def d_inner(self) -> int:
@@ -69,6 +85,7 @@ class CompressorConfig(BaseModel):
 @dataclass
 class CompressedClip:
     embedding: torch.Tensor  # (dim,) L2-normalised, comparable with encode_texts
+    vector: torch.Tensor  # the retrieval vector: head(pooled) in the text space when trained with one, else embedding
     tokens: torch.Tensor  # (K, dim) reduced tokens, e.g. for a VLM
     spans: list[tuple[float, float]] = field(default_factory=list)  # per token: frames' (t_start, t_end)
     cells: list[tuple[int, int] | None] = field(default_factory=list)  # per token: pooled-grid cell, None = CLS
@@ -147,6 +164,8 @@ class ClipCompressor(nn.Module):
         super().__init__()
         self.config = config if config is not None else CompressorConfig(**kwargs)
         self.blocks = nn.ModuleList(BiMambaBlock(self.config) for _ in range(self.config.n_layers))
+        # a linear probe from the pooled clip embedding into the text space (n_layers=0: mean pooling + probe)
+        self.head = nn.Linear(self.config.dim, self.config.text_dim) if self.config.text_dim else None
 
     @classmethod
     def for_visual(cls, visual: Any, **kwargs: Any) -> "ClipCompressor":
@@ -160,6 +179,38 @@ class ClipCompressor(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    @property
+    def query_role(self) -> str:
+        """The registry role whose query embedding ``vector`` answers: "text" with a head, else "visual"."""
+        return "text" if self.head is not None else "visual"
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Retrieval vectors (unit) of pooled embeddings (..., dim): through the head when there is one."""
+        return F.normalize(self.head(pooled) if self.head is not None else pooled, dim=-1)
+
+    def spec_dict(self, source: str) -> dict[str, Any]:
+        """What a temporal vector index records of this compressor: file hash, backbone, pooling, text space."""
+        import hashlib
+
+        if getattr(self, "_spec", None) is not None and self._spec["ref"] == source:
+            return self._spec
+        digest = hashlib.sha256()
+        for k, v in sorted(self.state_dict().items()):
+            digest.update(k.encode())
+            digest.update(v.detach().cpu().contiguous().numpy().tobytes())
+        c = self.config
+        self._spec = {"role": "compressor", "ref": source, "model_id": f"compressor:{digest.hexdigest()[:16]}",
+                      "dim": c.text_dim or c.dim, "preprocessing": {
+                          "backbone": c.backbone, "text_model": c.text_model, "layers": c.n_layers,
+                          "pooling": f"{'cls' if c.cls_only else 'grid'}, window {c.window or 'all'}, "
+                                     "mean of unit CLS"}}
+        return self._spec  # weights do not change once loaded (training builds a new spec per save)
+
+    def encode_frames(self, frame_vecs: np.ndarray, times: Any) -> np.ndarray:
+        """The temporal vector of one clip from its stored unit frame embeddings (T, dim) (index time)."""
+        clip = self.compress(torch.from_numpy(np.asarray(frame_vecs, np.float32)), times, cls_only=True)
+        return clip.vector.float().cpu().numpy()
 
     # -- the encoder ---------------------------------------------------------
 
@@ -207,20 +258,29 @@ class ClipCompressor(nn.Module):
             grid = _square_grid(P) if P else (0, 0)
         elif grid[0] * grid[1] != P:
             raise ValueError(f"grid {grid} does not hold {P} patch tokens")
+        cls_only = cls_only or self.config.cls_only
         x = tokens[:, :1] if cls_only or P == 0 else tokens
         x = x.to(self.device, torch.float32)
+        if self.config.cls_only:  # trained on unit frame embeddings (what the index stores)
+            x = F.normalize(x, dim=-1)
         n_tok = x.shape[1]
 
-        # frame by frame, CLS then patches row-major: one sequence
-        enc = self.encode(x.reshape(1, T * n_tok, dim)).reshape(T, n_tok, dim)
+        # frame by frame, CLS then patches row-major: one sequence (per window when trained on windows)
+        enc = self._encode_windows(x, self.config.window or T)
 
-        cls = enc[:, 0]
-        embedding = F.normalize(F.normalize(cls, dim=-1).mean(0), dim=0)
+        cls = F.normalize(enc[:, 0], dim=-1)
+        pooled = cls.mean(0)
+        embedding = F.normalize(pooled, dim=0)
+        vector = self.project(pooled)
 
         tp, sp, with_patches = self._pools(T, grid, n_tok > 1)
+        if self.config.window:
+            tp = self.config.window  # a group is a window: its token is that sub-window's own encoding
         out, spans, cells = [], [], []
         for g0 in range(0, T, tp):
             grp = enc[g0 : g0 + tp].mean(0)  # (n_tok, dim)
+            if self.config.cls_only:  # the same pooling as the clip vector, so a group scores like a clip
+                grp = cls[g0 : g0 + tp].mean(0, keepdim=True)
             span = (float(t_all[g0]), float(t_all[min(g0 + tp, T) - 1]))
             out.append(grp[:1])
             spans.append(span)
@@ -231,7 +291,41 @@ class ClipCompressor(nn.Module):
                 spans.extend([span] * len(pcells))
                 cells.extend(pcells)
         reduced = torch.cat(out)
-        return CompressedClip(embedding, reduced, spans, cells, tokens_in, int(reduced.shape[0]))
+        return CompressedClip(embedding, vector, reduced, spans, cells, tokens_in, int(reduced.shape[0]))
+
+    def _encode_windows(self, x: torch.Tensor, w: int) -> torch.Tensor:
+        """(T, n_tok, dim) -> encoded, each run of ``w`` frames as its own sequence (full runs batched)."""
+        T, n_tok, dim = x.shape
+        full = (T // w) * w
+        parts = []
+        if full:
+            parts.append(self.encode(x[:full].reshape(T // w, w * n_tok, dim)).reshape(full, n_tok, dim))
+        if full < T:
+            parts.append(self.encode(x[full:].reshape(1, (T - full) * n_tok, dim)).reshape(T - full, n_tok, dim))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def embed_sequences(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched CLS-only forward for training: B clips of T frames (B, T, dim) -> (embedding, vector).
+
+        The same numbers as ``forward(..., cls_only=True)`` clip by clip, in one pass.
+        """
+        x = x.to(self.device, torch.float32)
+        if self.config.cls_only:
+            x = F.normalize(x, dim=-1)
+        B, T, dim = x.shape
+        w = min(self.config.window or T, T)
+        full = (T // w) * w
+        parts = [self.encode(x[:, :full].reshape(B * (T // w), w, dim)).reshape(B, full, dim)]
+        if full < T:
+            parts.append(self.encode(x[:, full:]))
+        pooled = F.normalize(torch.cat(parts, 1), dim=-1).mean(1)
+        return F.normalize(pooled, dim=-1), self.project(pooled)
+
+    def group_vectors(self, clip: CompressedClip) -> list[tuple[tuple[float, float], torch.Tensor]]:
+        """(span, retrieval vector) of each group's CLS token: what inspect scores sub-windows with."""
+        with torch.inference_mode():
+            return [(span, self.project(tok.float())) for span, cell, tok in zip(clip.spans, clip.cells, clip.tokens)
+                    if cell is None]
 
     def compress(self, tokens: torch.Tensor, times: Any, cls_only: bool = False,
                  frames_in: int | None = None, grid: tuple[int, int] | None = None) -> CompressedClip:
@@ -309,3 +403,21 @@ def _pool_grid(patches: torch.Tensor, grid: tuple[int, int], s: int) -> tuple[to
             out.append(g[r * s : (r + 1) * s, c * s : (c + 1) * s].mean((0, 1)))
             cells.append((r, c))
     return torch.stack(out), cells
+
+
+def temporal_query(registry: Any, query: str, index_key: str | None) -> np.ndarray | None:
+    """The query vector for a temporal index built with ``index_key``, or None when the library's trained
+    compressor (or the text model its head maps into) is not the one those vectors came from."""
+    from .spec import ModelSpec
+
+    comp = registry.trained_compressor()
+    if comp is None or ModelSpec(**comp.spec_dict(registry.compressor_source())).key != index_key:
+        return None
+    model = registry.get(comp.query_role)
+    if model is None:
+        return None
+    if comp.query_role == "text":
+        if comp.config.text_model and model.spec.key != comp.config.text_model:
+            return None
+        return model.encode([query])[0]
+    return model.encode_texts([query])[0]
