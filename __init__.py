@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from vdisc.export import ClipReport
     from vdisc.index.follow import FollowHandle
     from vdisc.index.pipeline import IndexReport, ProgressFn
+    from vdisc.index.ray_index import RayOptions
     from vdisc.index.store import Store
     from vdisc.tools.ground import GroundResult
     from vdisc.tools.search import SearchResult
@@ -163,12 +164,16 @@ class Library:
         return [{k: v[k] for k in ("role", "ref", "message", "short") if k in v}
                 for v in out.values() if v.get("role") not in ready]
 
-    def index(self, *paths: "str | Path | list[str | Path]", force: bool = False) -> list["IndexReport"]:
+    def index(self, *paths: "str | Path | list[str | Path]", force: bool = False,
+              ray: "str | RayOptions | None" = None) -> list["IndexReport"]:
         """Index video files (folders are walked recursively; lists are accepted); one report per file.
 
         Unchanged files already in the library are skipped unless ``force``.
         A file that cannot be read yields a report with status "failed" and
-        the reason; the others are still indexed.
+        the reason; the others are still indexed. With ``ray`` ("local",
+        "auto", "ray://host:port", "host:port" or a ``RayOptions``) the
+        perception runs in Ray actors (``vdisc[ray]``) and this process writes
+        the same library a local run would (``vdisc.index.ray_index``).
         """
         from vdisc.index.pipeline import Indexer, expand_paths
 
@@ -180,6 +185,13 @@ class Library:
             raise DecodeError(f"no video files found in {', '.join(map(str, flat))}")
         from vdisc.index.writer import settle_dead_followers
 
+        if ray is not None:
+            from vdisc.index.ray_index import RayIndexer, RayOptions
+
+            on_ray = RayIndexer(self.settings, self.store, self.registry, self.progress, RayOptions.parse(ray))
+            with self.store.writer_lock():
+                settle_dead_followers(self.store, self.registry, self.settings)
+                return on_ray.index(files, force=force)
         indexer = Indexer(self.settings, self.store, self.registry, self.progress)
         with self.store.writer_lock():
             settle_dead_followers(self.store, self.registry, self.settings)
@@ -225,6 +237,13 @@ class Library:
                 vid, name = v.id, v.name
             store.delete_video(vid)
         return name
+
+    def compact(self, merge_size: int | None = None) -> list[dict[str, Any]]:
+        """Rewrite the vector segments that hold deleted rows and merge small ones (up to ``merge_size``
+        vectors, default the seal size); one summary per index. Takes the writer's lock."""
+        store = self._existing_store()
+        with store.writer_lock():
+            return [index.compact(merge_size=merge_size) for index in store.vector_indexes()]
 
     def doctor(self) -> dict[str, Any]:
         """Checks of the machine and the library, each with ``ok`` and, when not ok, how to fix it."""
@@ -388,18 +407,25 @@ class Library:
 
     def train_compressor(self, out: str | Path | None = None, *, init: str | Path | None = None, steps: int = 300,
                          batch_size: int = 8, lr: float = 1e-3, max_clips: int = 512, frames_per_clip: int = 16,
-                         layers: int = 2, on_step: Callable[[int, float], None] | None = None) -> "TrainReport":
+                         layers: int = 2, on_step: Callable[[int, float], None] | None = None,
+                         order_bench: bool = False, resume: bool = False,
+                         checkpoint_every: int = 50) -> "TrainReport":
         """Train inspect's clip compressor on this library's clips and save it (``<library>/compressor.safetensors``
         unless ``out``, which the default ``compressor="auto"`` then uses; else ``compressor=PATH``).
-        ``on_step(step, loss)`` sees each step."""
+        ``on_step(step, loss)`` sees each step. ``order_bench``: train on the generated order benchmark
+        instead (no indexed clips needed; the report's ``evaluation`` holds its held-out figures)."""
         from vdisc.index.models import TRAINED_COMPRESSOR
-        from vdisc.training import train_compressor
+        from vdisc.training import train_compressor, train_order_bench
 
+        target = Path(out) if out else self.path / TRAINED_COMPRESSOR
+        if order_bench:
+            return train_order_bench(self.registry, target, steps=steps, batch_size=batch_size, lr=lr, layers=layers,
+                                     resume=resume, checkpoint_every=checkpoint_every, on_step=on_step)
         store = self._existing_store()  # a LibraryError (one line at the CLI) when nothing was indexed here
         return train_compressor(store, self.registry, Path(out) if out else self.path / TRAINED_COMPRESSOR,
                                 init=Path(init) if init else None, steps=steps, batch_size=batch_size, lr=lr,
                                 max_clips=max_clips, frames_per_clip=frames_per_clip, layers=layers,
-                                on_step=on_step)
+                                on_step=on_step, resume=resume, checkpoint_every=checkpoint_every)
 
     def _planner(self, llm: Any) -> Any:
         from vdisc.agent import chat_model
@@ -449,7 +475,11 @@ class Library:
             return {"setting": setting, "state": "off", "detail": why}
         if source == "untrained":
             return {"setting": setting, "state": "on", "detail": "untrained: token reduction only, scores unchanged"}
-        return {"setting": setting, "state": "on", "detail": f"trained weights {source}"}
+        detail = f"trained weights {source}"
+        temporal = self.path / "vectors" / "clip.temporal.faiss"  # index/writer.py adds it per indexed clip
+        detail += ("; clips carry its temporal vectors (searched beside the visual ones)" if temporal.is_file()
+                   else "; no clip has its temporal vector yet (index or re-index to add them)")
+        return {"setting": setting, "state": "on", "detail": detail}
 
     def info(self, load_models: bool = False) -> dict[str, Any]:
         """Library path, schema, counts, decoder backends, device, model roles and the notices that hold."""

@@ -168,6 +168,10 @@ def index(
                                            "(90s, 10m, 1h30m)"),
     idle: float = typer.Option(30.0, "--idle", help="With --follow: a file that stops growing this many "
                                "seconds has ended"),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="CLUSTER",
+        help="Perceive on a Ray cluster (pip install 'vdisc[ray]'): local (start one here), auto (the cluster "
+             "this machine is in), ray://host:port or host:port. Workers must see the files at the same paths."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or warnings"),
     verbose: bool = VerboseOpt,
     json_out: bool = JsonOpt,
@@ -184,6 +188,8 @@ def index(
     if follow is not None:
         if paths:
             raise _config_error("give either files to index or --follow SOURCE, not both")
+        if ray is not None:
+            raise _config_error("--ray indexes files; --follow runs here")
         from vdisc.tools.search import parse_duration
 
         seconds = parse_duration(duration) if duration else None  # a bad value is one line before any loading
@@ -196,7 +202,7 @@ def index(
     with _ProgressBars(show_bars) as bars:
         lib = _library(library, device, offline, progress=bars.update, quiet=quiet, verbose=verbose,
                        visual=visual_model, text=text_model, asr=asr_model, ocr=ocr_model, caption=caption_model)
-        reports = lib.index(*paths, force=force)
+        reports = lib.index(*paths, force=force, ray=ray)
     if json_out:
         _print_json([r.model_dump() for r in reports])
     else:
@@ -436,23 +442,40 @@ def train_compressor_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Weights file (default: <library>/compressor.safetensors)"),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights instead of the no-op"),
     steps: int = typer.Option(300, "--steps", min=1, help="Optimisation steps"),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Clips per step (the contrastive batch)"),
-    lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Learning rate (AdamW)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Clips per step (the contrastive "
+                                             "batch; default 8, 64 with --order-bench)"),
+    lr: Optional[float] = typer.Option(None, "--lr", min=0.0, help="Learning rate (AdamW; default 1e-3, 3e-3 with "
+                                       "--order-bench)"),
     max_clips: int = typer.Option(512, "--max-clips", min=1, help="Most indexed clips to train on"),
     frames_per_clip: int = typer.Option(16, "--frames-per-clip", min=1, help="Most frames decoded per clip"),
     layers: int = typer.Option(2, "--layers", min=1, help="Mamba blocks (for a new compressor)"),
+    order_bench: bool = typer.Option(False, "--order-bench", help="Train on the generated order benchmark "
+                                     "(frame order; text model as target) and print its held-out evaluation"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint beside --out"),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=0, help="Steps between checkpoints (0: none)"),
     device: Optional[str] = DeviceOpt,
     visual_model: Optional[str] = VisualOpt,
 ) -> None:
-    """Train inspect's clip compressor on the library's clips (contrastive distillation; GPU if present)."""
+    """Train inspect's clip compressor on the library's clips (contrastive distillation; GPU if present),
+    or with --order-bench on the generated order benchmark (it then becomes the clips' temporal vector)."""
     lib = _library(library, device, visual=visual_model)
 
     def show(step: int, loss: float) -> None:
         if step % 10 == 0 or step == steps - 1:
             typer.echo(f"step {step + 1}/{steps} loss {loss:.4f}", err=True)
 
+    batch_size = batch_size or (64 if order_bench else 8)
+    lr = lr if lr is not None else (3e-3 if order_bench else 1e-3)
     report = lib.train_compressor(out, init=init, steps=steps, batch_size=batch_size, lr=lr, max_clips=max_clips,
-                                  frames_per_clip=frames_per_clip, layers=layers, on_step=show)
+                                  frames_per_clip=frames_per_clip, layers=layers, on_step=show,
+                                  order_bench=order_bench, resume=resume, checkpoint_every=checkpoint_every)
+    if report.evaluation is not None:
+        from vdisc.evaluation.order_bench import table
+
+        typer.echo(table(report.evaluation))
+        typer.echo(f"saved {report.path} ({report.pairs} generated clips, {report.steps} steps, "
+                   f"{report.seconds:.0f} s); use it with --compressor {report.path}")
+        return
     typer.echo(f"saved {report.path} ({report.pairs} clips, {report.steps} steps, loss {report.losses[0]:.4f} -> "
                f"{report.losses[-1]:.4f}, {report.seconds:.0f} s); use it with --compressor {report.path}")
 
@@ -602,6 +625,27 @@ def rm(
     lib = _library(library, quiet=True)
     for v in videos:
         typer.echo(f"removed {lib.remove(v)}")
+
+
+@app.command()
+@_cli_errors
+def compact(
+    library: Optional[Path] = LibraryOpt,
+    merge_size: Optional[int] = typer.Option(None, "--merge-size", min=1, help="Merge neighbouring sealed "
+                                             "segments up to this many vectors (default: the seal size, 65536); "
+                                             "fewer, larger segments make unfiltered search of a big library faster"),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Drop deleted rows' vectors from disk and merge small vector segments (search results stay the same)."""
+    lib = _library(library, quiet=True)
+    reports = lib.compact(merge_size=merge_size)
+    if json_out:
+        _print_json(reports)
+        return
+    for r in reports:
+        what = (f"{r['tombstones_dropped']} deleted vectors dropped, {r['bytes_written']:,} bytes written"
+                if r["rewritten"] else "nothing to do")
+        typer.echo(f"{r['index']}: {r['segments_before']} -> {r['segments_after']} segments, {what}")
 
 
 @app.command()

@@ -131,3 +131,19 @@ def test_info_reports_models_and_decoders(tmp_path: Path):
     assert models["asr"]["state"] == "ready" and models["asr"]["spec"]["source"] == "bundled"
     assert models["text"]["spec"]["dim"] == 384
     assert models["caption"]["state"] == "off"
+
+
+def test_compact_keeps_search_results(tmp_path: Path, talk_library):
+    import shutil
+
+    home = tmp_path / "lib"
+    shutil.copytree(talk_library[0], home)
+    before = json.loads(vdisc("search", "heavy rain expected", "--library", str(home), "--json").stdout)
+    r = vdisc("compact", "--library", str(home), "--json", "--merge-size", "1000")
+    assert r.returncode == 0, r.stderr
+    reports = json.loads(r.stdout)
+    assert {x["index"] for x in reports} >= {"clip.speech", "clip.ocr"}
+    assert all(x["segments_after"] <= x["segments_before"] for x in reports)
+    after = json.loads(vdisc("search", "heavy rain expected", "--library", str(home), "--json").stdout)
+    assert after == before
+    assert "--merge-size" in _one_line_error(vdisc("compact", "--library", str(home), "--merge-size", "0"))
