@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it.
-
-    A killed process leaves no partial file either way. ``durable`` also
-    fsyncs the file and its folder, so the write survives a power cut; data
-    that can be rebuilt (checkpoints, thumbnails) skips that cost.
-    """
+@contextmanager
+def atomic_file(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """A binary file to write that becomes ``path`` only when the block ends without error (a temporary
+    file in the same folder, renamed). A killed process leaves no partial file either way. ``durable``
+    also fsyncs the file and its folder, so the write survives a power cut; data that can be rebuilt
+    (checkpoints, thumbnails) skips that cost."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -31,3 +32,9 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (``atomic_file``)."""
+    with atomic_file(path, durable=durable) as fh:
+        fh.write(data)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import atomic_write
+from .files import atomic_file, atomic_write
 from .idranges import IdRanges
 
 SEAL_SIZE = 65536  # tail rows at which the tail is sealed into a segment
@@ -316,19 +316,9 @@ def append_tail(folder: Path, no: int, committed: int, ids: np.ndarray, vecs: np
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    """np.save through a temporary file + fsync + rename, streamed (a large segment is never copied in memory)."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, arr, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """np.save streamed through ``atomic_file`` (a large segment is never copied in memory)."""
+    with atomic_file(path) as fh:
+        np.save(fh, arr, allow_pickle=False)
 
 
 def _pq_m(d: int) -> int:
