@@ -49,7 +49,9 @@ class Settings(BaseModel):
 
     # Perception.
     batch_size: int = Field(32, ge=1, description="frames per visual-encoder batch")
-    ocr_frames_per_clip: int = Field(3, ge=0, description="most OCR reads per clip")
+    ocr_frames_per_clip: int = Field(3, ge=0, description="fewest OCR reads per clip (0: no OCR)")
+    ocr_every: float = Field(2.0, gt=0, description="longest gap (seconds) between OCR reads in a clip: a line "
+                                                    "shown at least this long is read, whatever the clip's length")
     caption_frames: int = Field(3, ge=1, description="frames shown to the captioner per clip")
 
     span_support: float = Field(60.0, gt=0, description="longest moment (seconds) a tool observation may return "

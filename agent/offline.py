@@ -313,19 +313,17 @@ class OfflinePlanner:
 
     def _which_first(self, question: str, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
         """"Which comes first, A or B?" / "does A happen before B?": search each side in time order and
-        compare their earliest relevant moments (``reader.earliest``); the earlier side is the answer (yes or
-        no for "does A happen before B")."""
+        compare their earliest moments (``reader.first_moments``: each moment read against both sides); the
+        earlier side is the answer (yes or no for "does A happen before B")."""
         obs: list[Observation] = state.get("observations", [])
         form, a, b = reader.order_sides(question) or ("which", question, question)
         sides = [describe(parse_time(x).text) for x in (a, b)]
         if not obs and not must_answer:
             return {"calls": [_call("search", {"query": q, "top_k": ORDER_TOP_K, "order": "earliest"})
                               for q in dict.fromkeys(sides)]}
-        firsts = []
-        for q in sides:
-            hits = [h for o in obs if o.tool == "search" and o.result and o.args.get("query") == q
-                    for h in o.result["hits"]]
-            firsts.append(reader.earliest(hits, q, self.scorer))
+        hits = [h for o in obs if o.tool == "search" and o.result and o.args.get("query") in sides
+                for h in o.result["hits"]]
+        firsts = reader.first_moments(hits, sides, self.scorer)
         steps = sorted({o.step for o in obs if o.tool == "search"})
         missing = [x for x, f in zip((a, b), firsts) if f is None]
         if missing:
@@ -505,14 +503,16 @@ class OfflinePlanner:
         """The answer from the target's observations: the grounded span, kept inside the focus window.
 
         A line picked by looking at the window is grounded by its own words; a ground that wandered off to
-        another line (nothing overlapping the picked one) is not that line, and the line's span as read
-        answers instead, as sure as LOOK_CONFIDENCE.
+        another line (nothing overlapping the picked one, or a line of another channel that shares its words:
+        a sign's "SAMPLE" in a sentence said beside it) is not that line, and the line's span as read answers
+        instead, as sure as LOOK_CONFIDENCE.
         """
         grounded = [o for o in obs if o.tool == "ground" and o.result]
         inspected = [o for o in obs if o.tool == "inspect" and o.result]
         g = dict(grounded[-1].result, step=grounded[-1].step) if grounded else None
         if looked is not None and (g is None or g["video"] != looked["video"] or g["end"] <= looked["start"]
-                                   or g["start"] >= looked["end"] or g["confidence"] < self.min_confidence):
+                                   or g["start"] >= looked["end"] or g["confidence"] < self.min_confidence
+                                   or g["source"] != looked["channel"]):
             g = {"video": looked["video"], "start": looked["start"], "end": looked["end"],
                  "confidence": LOOK_CONFIDENCE, "source": looked["channel"], "evidence": looked["text"],
                  "step": looked["step"]}

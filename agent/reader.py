@@ -326,12 +326,49 @@ def distinct_moments(hits: Sequence[dict[str, Any]], description: str, scorer: S
     return groups
 
 
+SAME_EVENT = 0.8  # a moment counts as another occurrence of a side's event when its text is this close to the best
+
+
+def first_moments(hits: Sequence[dict[str, Any]], sides: Sequence[str], scorer: Scorer | None
+                  ) -> list[dict[str, Any] | None]:
+    """For "which comes first, A or B": each side's earliest moment among ``hits`` (both sides' searches
+    pooled, since a moment found by one side's search may be the other's), or None.
+
+    Each fine hit is read against every side; it can stand for a side only if it matches that side at
+    least as well as any other (a moment is one event, not both), clears TEXT_FLOOR, and scores at least
+    SAME_EVENT of the side's best moment: the event itself again, not something merely near its topic (an
+    early title that shares one word with a side must not decide the order). Of the hits for that first
+    moment, the event (utterance or text track) is reported: it has the moment's true extent. Without a
+    scorer: the earliest relevant moment of the hits for each side (``earliest``).
+    """
+    fine = [h for h in hits if h["level"] not in COARSE and h.get("snippet")]
+    if scorer is None or not fine:
+        return [earliest(hits, side, None) for side in sides]
+    texts = list(dict.fromkeys(h["snippet"] for h in fine))
+    sims = {side: dict(zip(texts, (float(x) for x in scorer(side, texts)))) for side in sides}
+    out: list[dict[str, Any] | None] = []
+    for side in sides:
+        mine = sims[side]
+        best = max(mine.values())
+        own = [h for h in fine if mine[h["snippet"]] >= max(TEXT_FLOOR, SAME_EVENT * best)
+               and all(mine[h["snippet"]] >= sims[o][h["snippet"]] for o in sides if o != side)]
+        if not own:
+            out.append(None)
+            continue
+        first = min(own, key=lambda h: (h["start"], -mine[h["snippet"]]))
+        # the same moment as an event (an utterance, a text track) carries its true extent, a clip does not
+        same = [h for h in own
+                if h["video"] == first["video"] and h["start"] < first["end"] and h["end"] > first["start"]]
+        out.append(min(same, key=lambda h: (h["level"] != "event", h["end"] - h["start"])))
+    return out
+
+
 def earliest(hits: Sequence[dict[str, Any]], description: str, scorer: Scorer | None) -> dict[str, Any] | None:
     """The earliest relevant moment of a side (the first of ``distinct_moments``), or None."""
     found = distinct_moments(hits, description, scorer)
     return min(found, key=lambda g: g["start"])["hit"] if found else None
 
 
-__all__ = ["NOT_FOUND", "Scorer", "count_text", "distinct_moments", "earliest", "kind", "numbers", "options",
-           "order_sides", "read_choice", "read_name", "read_quantity", "read_text", "read_topic", "read_when",
-           "sentences"]
+__all__ = ["NOT_FOUND", "Scorer", "count_text", "distinct_moments", "earliest", "first_moments", "kind", "numbers",
+           "options", "order_sides", "read_choice", "read_name", "read_quantity", "read_text", "read_topic",
+           "read_when", "sentences"]

@@ -21,6 +21,7 @@ captioner read are copied to the host.
 from __future__ import annotations
 
 import bisect
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -124,7 +125,7 @@ class Perceiver:
 
     def _read_batch(self, batch: list[ClipResult]) -> None:
         for r in batch:  # in order: the memo carries from one clip to the next
-            r.ocr_reads = self._read_text(kept_frames(r.span), self.settings.ocr_frames_per_clip)
+            r.ocr_reads = self._read_text(kept_frames(r.span), ocr_reads(r.span, self.settings))
             r.ocr_lines = list(dict.fromkeys(line for _, lines in r.ocr_reads for line in lines))
 
     def _caption(self, batch: list[ClipResult]) -> None:
@@ -151,6 +152,14 @@ class Perceiver:
                 self.memo["thumb"], self.memo["lines"] = thumb, found
             reads.append((f.ts, [line for line in dict.fromkeys(found) if line]))
         return reads
+
+
+def ocr_reads(span: ClipSpan, settings: Settings) -> int:
+    """How many frames of a clip OCR reads: ``ocr_frames_per_clip`` at least, and enough that no two reads
+    are more than ``ocr_every`` seconds apart, so a short sign in a long clip is not missed between reads."""
+    if settings.ocr_frames_per_clip <= 0:
+        return 0
+    return max(settings.ocr_frames_per_clip, math.ceil((span.end - span.start) / settings.ocr_every) + 1)
 
 
 def assign_words(results: list[ClipResult], words: list[Any]) -> None:

@@ -35,7 +35,7 @@ from sqlalchemy import select
 from vdisc.config import Settings
 from vdisc.errors import DecodeError, VdiscError
 
-from . import decode
+from . import decode, remote
 from .checkpoint import Checkpoint, Resume
 from .models import Registry
 from .perceive import ClipResult, Perceiver, assign_words, kept_frames
@@ -92,14 +92,17 @@ def file_fingerprint(path: Path, block: int = 1 << 20) -> str:
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:
     """Files as given, folders walked recursively for video extensions; sorted, unique."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        p = p.expanduser()
+    out: list[Any] = []
+    for p in paths:
+        if remote.is_url(p):  # fsspec URLs (s3://, gs://, file://): files, or the videos under a prefix
+            out.extend(remote.expand(str(p), VIDEO_EXTENSIONS))
+            continue
+        p = Path(p).expanduser()
         if p.is_dir():
             out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS))
         else:
             out.append(p)
-    return list(dict.fromkeys(x.resolve() if x.exists() else x for x in out))
+    return list(dict.fromkeys(x.resolve() if isinstance(x, Path) and x.exists() else x for x in out))
 
 
 class Indexer:
@@ -120,14 +123,14 @@ class Indexer:
         """The checks before any work: the file to index, or its report when there is nothing to do
         (unchanged, moved, unreadable). A file moved since it was indexed gets its new path here."""
         t0 = time.monotonic()
-        path = Path(path).expanduser()
         report = IndexReport(path=str(path), status="failed")
         try:
+            path = remote.as_path(path).expanduser()  # a URL stays a URL: it is the video's identity
             if not path.exists():
                 raise DecodeError(f"{path}: no such file")
             path = path.resolve()
             report.path = str(path)
-            info = decode.probe(path)
+            info = remote.probe(path) if isinstance(path, remote.RemoteFile) else decode.probe(path)
             fingerprint = file_fingerprint(path)
             with self.store.session() as s:
                 old = s.scalar(select(Video).where(Video.path == str(path)))
@@ -139,7 +142,7 @@ class Indexer:
                 if old is None:  # the same file under another name: a move, not a new video
                     moved = s.scalars(select(Video).where(Video.fingerprint == fingerprint,
                                                           Video.status == "done")).first()
-                    if moved is not None and not Path(moved.path).exists() and not force:
+                    if moved is not None and not remote.exists(moved.path) and not force:
                         was = moved.path
                         moved.path, moved.name = str(path), path.name
                         s.commit()
@@ -201,7 +204,7 @@ class Indexer:
         """The checkpoint of this file, valid only for the models and settings that shape perception."""
         st, reg = self.settings, self.registry
         # format 2: OCR reads are kept with their times (for text tracks)
-        key = {"format": 2, "decoder": st.decoder,
+        key = {"format": 2, "ocr_every": st.ocr_every, "decoder": st.decoder,
                "models": {role: reg.ref(role) if reg.get(role) is not None else "off"
                           for role in ("visual", "ocr", "caption", "asr")},
                "sampling": [st.fps, st.cut_fps, st.max_side, st.clip_seconds, st.min_clip_seconds,
@@ -211,8 +214,14 @@ class Indexer:
     # ---- perception ---------------------------------------------------------
     def perceive(self, path: Path, info: decode.VideoInfo, report: IndexReport, ckpt: Checkpoint,
                  resume: Resume | None) -> "Perceived":
-        """Everything the models do for one file, with no store access: it runs here or on a worker."""
-        reg, name = self.registry, path.name
+        """Everything the models do for one file, with no store access: it runs here or on a worker.
+        A URL is decoded from a local copy, removed afterwards (``remote.local_copy``)."""
+        with remote.local_copy(path) as local:
+            return self._perceive(local, path.name, info, report, ckpt, resume)
+
+    def _perceive(self, path: Path, name: str, info: decode.VideoInfo, report: IndexReport, ckpt: Checkpoint,
+                  resume: Resume | None) -> "Perceived":
+        reg = self.registry
         perceiver = Perceiver.from_registry(self.settings, reg)
 
         # Speech runs in a thread beside the frame pass: both spend their time in native

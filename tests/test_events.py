@@ -12,6 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vdisc import Library
@@ -72,6 +73,37 @@ def test_tracks_follow_a_line_across_reads_and_start_again_when_it_changes():
     assert ("EXIT 5", (9.0, 12.0, 12.0, 15.0)) in tracks  # the text changed: a new track
     exit4 = next(e for e in got if e.text == "EXIT 4")
     assert (exit4.start, exit4.end) == (1.5, 10.5)  # each edge in the middle of where it may lie
+
+
+def test_ocr_reads_a_short_sign_in_a_long_clip(events_library):
+    """Reads are spaced by time (``ocr_every``), not a fixed count per clip: a 2.5 s sign in the middle
+    of a 10 s clip falls between three evenly spread reads (0, 5, 10 s) but is read, by real RapidOCR."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from vdisc.config import Settings
+    from vdisc.index.perceive import ClipResult, Perceiver, ocr_reads
+    from vdisc.index.segment import ClipSpan, SampledFrame
+
+    home, _ = events_library
+    settings = Settings(home=home)
+    font = ImageFont.load_default(size=28)
+
+    def frame(t: float) -> np.ndarray:
+        img = Image.new("RGB", (320, 180), (30, 60, 90))
+        if 6.0 <= t < 8.5:
+            ImageDraw.Draw(img).text((40, 70), "PLATFORM 9", fill=(255, 255, 255), font=font)
+        return np.asarray(img)
+
+    span = ClipSpan(0, 0.0, 10.0, 0, [SampledFrame(float(t), frame(t), np.zeros(8)) for t in range(11)])
+    assert ocr_reads(span, settings) == 6 and ocr_reads(span, settings.model_copy(update={"ocr_every": 5.0})) == 3
+    ocr = Library(home).registry.get("ocr")
+    sparse = ClipResult(ClipSpan(0, 0.0, 10.0, 0, list(span.frames)))
+    Perceiver(settings.model_copy(update={"ocr_every": 100.0}), ocr=ocr)([sparse])
+    assert [t for t, _ in sparse.ocr_reads] == [0.0, 5.0, 10.0] and not sparse.ocr_lines  # the old fixed count
+    clip = ClipResult(span)
+    Perceiver(settings, ocr=ocr)([clip])
+    assert any("PLATFORM" in line for line in clip.ocr_lines), clip.ocr_reads
+    assert all(b - a <= settings.ocr_every for (a, _), (b, _) in zip(clip.ocr_reads, clip.ocr_reads[1:]))
 
 
 # ---- indexed, searched, grounded ---------------------------------------------------------

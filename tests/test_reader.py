@@ -92,6 +92,34 @@ def test_distinct_moments_merge_overlapping_hits_and_skip_coarse_ones():
     assert groups[0]["hit"]["level"] == "clip"
 
 
+def _hit(level, start, end, snippet, score=0.03):
+    return {"video": "v.mp4", "level": level, "start": start, "end": end, "score": score, "snippet": snippet}
+
+
+def test_which_comes_first_reads_each_moment_against_both_sides(talk_library):
+    """An early line that is only near one side's topic must not stand for it; each side's first moment is
+    the event itself (the utterance, with its true extent), found by either side's search."""
+    home, _ = talk_library
+    lib = Library(home)
+    text = lib.registry.get("text")
+
+    def scorer(q, texts):
+        v = text.encode([q, *texts])
+        return v[1:] @ v[0]
+
+    hits = [_hit("clip", 0, 8, "WELCOME TO THE CITY MUSEUM"),  # early, only near the painter side's topic
+            _hit("clip", 20, 30, "The bronze statue of a horse weighs two tonnes."),
+            _hit("event", 21.5, 25.0, "The bronze statue of a horse weighs two tonnes."),
+            _hit("clip", 40, 50, "The painter lived in Vienna for twenty years, the museum guide said."),
+            _hit("event", 41.0, 46.5, "The painter lived in Vienna for twenty years, the museum guide said.")]
+    sides = ["the heavy metal sculpture of an animal", "the biography of the painter"]
+    animal, artist = reader.first_moments(hits, sides, scorer)
+    assert (animal["start"], animal["end"], animal["level"]) == (21.5, 25.0, "event")
+    assert (artist["start"], artist["end"]) == (41.0, 46.5), artist
+    # nothing matches a side that never happens: no moment for it
+    assert reader.first_moments(hits[1:3], ["a penguin sliding on ice", sides[0]], scorer)[0] is None
+
+
 # ---- on the talk fixture ---------------------------------------------------------------------
 def _ask(talk_library, question):
     home, _ = talk_library
