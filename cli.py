@@ -157,7 +157,8 @@ def fmt_time(seconds: float) -> str:
 @app.command()
 @_cli_errors
 def index(
-    paths: Optional[list[Path]] = typer.Argument(None, help="Video files or folders (walked recursively)"),
+    paths: Optional[list[str]] = typer.Argument(None, help="Video files or folders (walked recursively), or "
+                                                "fsspec URLs (s3://bucket/x.mp4, gs://bucket/dir/)"),
     library: Optional[Path] = LibraryOpt,
     force: bool = typer.Option(False, "--force", help="Re-index files that are already indexed"),
     follow: Optional[str] = typer.Option(
@@ -171,7 +172,8 @@ def index(
     ray: Optional[str] = typer.Option(
         None, "--ray", metavar="CLUSTER",
         help="Perceive on a Ray cluster (pip install 'vdisc[ray]'): local (start one here), auto (the cluster "
-             "this machine is in), ray://host:port or host:port. Workers must see the files at the same paths."),
+             "this machine is in), ray://host:port or host:port. Workers must see the files at the same paths, "
+             "or be given URLs they can read (object storage through fsspec)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or warnings"),
     verbose: bool = VerboseOpt,
     json_out: bool = JsonOpt,

@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py --sizes 100000,1000000          # what a 2-core laptop runs in minutes
     python benchmarks/scale.py --sizes 1000000,5000000 --keep   # a bigger machine
+    python benchmarks/scale.py --reuse /tmp/vdisc-scale-5000000-x  # search a kept index again
 
 Vectors are structured like real embeddings (uniform random vectors are the
 worst case for any ANN index and unlike any model's output): ``--centres``
@@ -179,12 +180,30 @@ def run(args: argparse.Namespace) -> None:
         (folder / "videos.json").write_text(json.dumps(gt["video"]))
         (folder / "tails.json").write_text(json.dumps([list(map(int, t)) for t in gt["tails"]]))
         del b["data"]
-        out = subprocess.run([sys.executable, __file__, "--reader", str(folder), "--k", str(args.k)],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append((n, b, r))
+        (folder / "build.json").write_text(json.dumps({"n": n, **{key: v for key, v in b.items()
+                                                                  if key not in ("videos", "queries")}}))
+        rows.append((n, b, _read(folder, args.k)))
         if not args.keep:
             shutil.rmtree(folder)
+        else:
+            print(f"  kept {folder} (search it again: --reuse {folder})", file=sys.stderr)
+    print(table(rows, args))
+
+
+def _read(folder: Path, k: int) -> dict:
+    """The reader's figures, from a fresh process."""
+    out = subprocess.run([sys.executable, __file__, "--reader", str(folder), "--k", str(k)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def reuse(args: argparse.Namespace) -> None:
+    """Search indexes kept by ``--keep`` again (a fresh reader each), with their build figures."""
+    rows = []
+    for name in args.reuse.split(","):
+        folder = Path(name)
+        b = json.loads((folder / "build.json").read_text())
+        rows.append((int(b.pop("n")), b, _read(folder, args.k)))
     print(table(rows, args))
 
 
@@ -230,11 +249,15 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dir", default=None, help="where the indexes are built (a temporary folder by default)")
-    p.add_argument("--keep", action="store_true", help="keep the built indexes")
+    p.add_argument("--keep", action="store_true", help="keep the built indexes (with their build figures)")
+    p.add_argument("--reuse", default=None, metavar="DIR[,DIR]",
+                   help="search indexes kept by --keep again instead of building (after a change to search)")
     p.add_argument("--reader", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.reader:
         reader(Path(args.reader), args.k)
+    elif args.reuse:
+        reuse(args)
     else:
         run(args)
 

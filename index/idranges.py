@@ -74,8 +74,15 @@ class IdRanges:
 
     def positions_in_sorted(self, sorted_ids: np.ndarray) -> np.ndarray:
         """Positions of the covered ids within an ascending id array, without a pass over all of it."""
-        a = np.searchsorted(sorted_ids, self.starts, side="left")
-        b = np.searchsorted(sorted_ids, self.ends, side="left")
+        if not len(sorted_ids) or not len(self.starts):
+            return np.zeros(0, np.int64)
+        # only the ranges that reach into [first, last]: a filter of a range per video, asked of one
+        # segment, looks up the segment's few videos, not every range
+        lo = int(np.searchsorted(self.ends, sorted_ids[0], side="right"))
+        hi = int(np.searchsorted(self.starts, sorted_ids[-1], side="right"))
+        starts, ends = self.starts[lo:hi], self.ends[lo:hi]
+        a = np.searchsorted(sorted_ids, starts, side="left")
+        b = np.searchsorted(sorted_ids, ends, side="left")
         keep = b > a
         a, b = a[keep], b[keep]
         if not len(a):

@@ -14,7 +14,9 @@ checkpoints (the library may be out of their reach); a run that is killed
 redoes the perception of the videos it had not committed.
 
 Workers must see the files at the same paths as the driver (one machine,
-or a shared filesystem) and have vdisc and its models installed. Speech
+or a shared filesystem), or read them from URLs through fsspec (object
+storage: ``s3://``, ``gs://``; ``index/remote.py``), and have vdisc and its
+models installed. Speech
 matches a local run word for word when the actors run as many threads
 (``OMP_NUM_THREADS``): Whisper's float sums depend on it. Ray is an
 optional extra (``pip install 'vdisc[ray]'``); this module imports it only
@@ -37,6 +39,7 @@ from pydantic import BaseModel, Field
 from vdisc.config import Settings
 from vdisc.errors import ConfigError
 
+from . import remote
 from .checkpoint import Checkpoint
 from .decode import VideoInfo
 from .notices import Notice
@@ -167,7 +170,9 @@ class PerceptionWorker:
         self.current = path
         report = IndexReport(path=path, status="failed")
         try:
-            perceived = self.indexer.perceive(Path(path), info, report, _NoCheckpoint(Path(path)), None)
+            # a URL (s3://, gs://, file://) is read through fsspec into a local copy for the decoders
+            source = remote.as_path(path)
+            perceived = self.indexer.perceive(source, info, report, _NoCheckpoint(Path(path)), None)
             out = WorkerResult(perceived)
         except Exception as exc:  # noqa: BLE001 - the file's failure, reported as a local run reports it
             out = WorkerResult(None, reason=failure_reason(exc, Path(path)))

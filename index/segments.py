@@ -41,6 +41,7 @@ RERANK_FACTOR = 40  # IVF-PQ candidates per wanted hit, re-ranked with exact inn
 RERANK_MIN = 400
 BRUTE_MAX = 4096  # a filter leaving at most this many rows of an IVF-PQ segment is searched exactly over them;
 # more go through IVF-PQ with a bitmap selector (gathering and widening float16 rows costs more than that)
+PROBE_SLACK = 2  # a filtered IVF-PQ search probes lists expected to hold this many times the candidates it wants
 TRAIN_MAX = 16384  # vectors an IVF-PQ segment trains on (a sample of its own)
 TRAIN_ITERATIONS = 10  # k-means rounds; more buys no recall once candidates are re-ranked exactly
 CHUNK_ROWS = 32768  # rows gathered at a time by an exact search over selected rows
@@ -105,7 +106,7 @@ class Segment:
         return self.ids if not len(self.dead) else self.ids[~_member(self.dead, self.ids)]
 
     def vectors_at(self, pos: np.ndarray) -> np.ndarray:
-        return np.asarray(self.vecs[pos], dtype=np.float32)
+        return widen(self.vecs[pos])
 
     def selected(self, allowed: IdRanges | None) -> np.ndarray | None:
         """Row positions that ``allowed`` keeps and no tombstone removed; None means every row."""
@@ -134,8 +135,13 @@ class Segment:
     # ---- search ---------------------------------------------------------------
     def search(self, q: np.ndarray, k: int, allowed: IdRanges | None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the best ``k`` live rows that ``allowed`` keeps, best first."""
+        return finish([self.find(q, k, allowed)], q, k)
+
+    def find(self, q: np.ndarray, k: int, allowed: IdRanges | None) -> "Found":
+        """This segment's part of a search: its exact best ``k``, or (IVF-PQ) its candidates with estimated
+        scores, which ``finish`` re-ranks together with every other segment's."""
         if allowed is not None and not allowed.overlaps(self.min_id, self.max_id):
-            return _none()
+            return Found(self, *_none())
         if self.kind == "flat" and allowed is None and len(self.dead) <= 4096:
             # plain exhaustive search; fetch past the tombstones, then drop them
             scores, pos = _knn(q, self.vecs, min(k + len(self.dead), len(self.ids)))
@@ -143,56 +149,146 @@ class Segment:
             if len(self.dead):
                 keep = ~_member(self.dead, ids)
                 scores, ids = scores[keep], ids[keep]
-            return scores[:k], ids[:k]
+            return Found(self, scores[:k], ids[:k])
         pos = self.selected(allowed)
         if pos is None:
-            return self._ann(q, k, None, 1.0)
+            return self._ann(q, k, None)
         if not len(pos):
-            return _none()
+            return Found(self, *_none())
         if self.kind == "flat" or len(pos) <= BRUTE_MAX:
-            return self._exact_over(q, k, pos)
-        return self._ann(q, k, pos, len(pos) / len(self.ids))
+            return Found(self, *self._exact_over(q, k, pos))
+        return self._ann(q, k, pos)
 
     def _exact_over(self, q: np.ndarray, k: int, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over the rows at ``pos``, a chunk at a time (bounded memory)."""
         best_s, best_i = [], []
         for a in range(0, len(pos), CHUNK_ROWS):
             chunk = pos[a : a + CHUNK_ROWS]
-            rows = np.ascontiguousarray(self.vecs[chunk], dtype=np.float32)
+            rows = widen(self.vecs[chunk])
             scores, at = _knn(q, rows, min(k, len(chunk)))
             best_s.append(scores)
             best_i.append(self.ids[chunk[at]])
         return top_k(np.concatenate(best_s), np.concatenate(best_i), k)
 
-    def _ann(self, q: np.ndarray, k: int, pos: np.ndarray | None, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        """IVF-PQ candidates (probing more lists when a filter keeps fewer rows), re-ranked exactly."""
+    def _ann(self, q: np.ndarray, k: int, pos: np.ndarray | None) -> "Found":
+        """IVF-PQ candidates (row positions) with their estimated scores; ``finish`` re-ranks them exactly.
+
+        Unfiltered, the search probes the segment's ``nprobe`` lists. Filtered (``pos``: the rows kept,
+        given to FAISS as a bitmap, since labels are row positions), it probes as many more as it takes
+        for the lists probed to hold, on average, PROBE_SLACK times the candidates wanted; and when a
+        filter's rows are bunched in other lists (so that fewer than wanted turn up), it probes four
+        times as many again, up to all of them.
+        """
         import faiss
 
         params = faiss.SearchParametersIVF()
         ann = self.ann.get()
         nlist = int(ann.nlist)
-        params.nprobe = min(nlist, int(math.ceil(self.nprobe / max(fraction, 1e-9))))
+        want = min(rerank_budget(k), len(self.ids) if pos is None else len(pos))
+        nprobe = min(nlist, self.nprobe)
         keep_alive = None
-        if pos is not None:  # labels are row positions: the selector is a bitmap over rows
+        if pos is not None:
+            nprobe = min(nlist, max(nprobe, math.ceil(nlist * PROBE_SLACK * want / len(pos))))
             mask = np.zeros(len(self.ids), bool)
             mask[pos] = True
             keep_alive = np.packbits(mask, bitorder="little")
             params.sel = faiss.IDSelectorBitmap(len(self.ids), faiss.swig_ptr(keep_alive))
-        want = min(max(k * RERANK_FACTOR, RERANK_MIN), len(self.ids))
-        _, cand = ann.search(q, want, params=params)
+        while True:
+            params.nprobe = nprobe
+            est, cand = ann.search(q, want, params=params)
+            found = int((cand[0] >= 0).sum())
+            if pos is None or found >= want or nprobe >= nlist:
+                break
+            nprobe = min(nlist, nprobe * 4)
         del keep_alive
-        cand = cand[0][cand[0] >= 0]
-        if not len(cand):
-            return _none()
-        cand = np.sort(cand)  # ascending positions read the memory-mapped vectors in file order
-        exact = self.vectors_at(cand) @ q[0]
-        return top_k(exact.astype(np.float32), self.ids[cand], k)
+        keep = cand[0] >= 0
+        return Found(self, est[0][keep], cand[0][keep], estimated=True)
+
+
+@dataclass
+class Found:
+    """One segment's answer: exact ``scores`` and ids in ``keys``, or (``estimated``) IVF-PQ estimates of
+    the scores of the row positions in ``keys``."""
+
+    seg: Segment
+    scores: np.ndarray
+    keys: np.ndarray
+    estimated: bool = False
+
+
+def rerank_budget(k: int) -> int:
+    """IVF-PQ candidates re-ranked with exact inner products for a top-``k`` search."""
+    return max(k * RERANK_FACTOR, RERANK_MIN)
+
+
+def pooled_budget(k: int, segments: int) -> int:
+    """Candidates re-ranked when ``segments`` IVF-PQ segments pooled theirs: ``rerank_budget(k)`` times the
+    square root of their number. A hit must rank within the budget by its estimate among every
+    segment's candidates, which grow with the segments searched; one budget per segment (re-ranking
+    each segment's candidates apart) pays for rows that cannot make the top ``k``, a square root keeps
+    recall (0.998 at 76 segments, against 0.998 for one budget each and 0.93 for one budget in all)."""
+    return int(rerank_budget(k) * math.sqrt(max(1, segments)))
+
+
+def finish(found: list[Found], q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` (scores, ids) of a search over segments.
+
+    Exact answers are taken as they are. IVF-PQ candidates from all segments are pooled and only the
+    ``pooled_budget`` with the best estimates are re-ranked with exact inner products (their float16
+    rows read and widened, a segment at a time, in file order): re-ranking grows with the square root
+    of the segments searched, not with their number. Estimates from different segments are comparable:
+    each is an inner product with the query, within its segment's quantisation error.
+    """
+    scores = [f.scores for f in found if not f.estimated]
+    ids = [f.keys for f in found if not f.estimated]
+    approx = [f for f in found if f.estimated and len(f.keys)]
+    if approx:
+        est = np.concatenate([f.scores for f in approx])
+        owner = np.repeat(np.arange(len(approx)), [len(f.keys) for f in approx])
+        pos = np.concatenate([f.keys for f in approx])
+        budget = pooled_budget(k, len(approx))
+        if len(est) > budget:
+            take = np.argpartition(-est, budget - 1)[:budget]
+            owner, pos = owner[take], pos[take]
+        order = np.lexsort((pos, owner))  # by segment, then ascending rows: each file is read in order
+        owner, pos = owner[order], pos[order]
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        for j, at in zip(owner[starts], np.split(pos, starts[1:])):
+            seg = approx[int(j)].seg
+            scores.append((seg.vectors_at(at) @ q[0]).astype(np.float32))
+            ids.append(seg.ids[at])
+    if not scores:
+        return _none()
+    return top_k(np.concatenate(scores), np.concatenate(ids), k)
 
 
 def top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best (score, id) pairs, best first (stable among equal scores)."""
     order = np.argsort(-scores, kind="stable")[:k]
     return scores[order], ids[order]
+
+
+_HALF_TO_SINGLE = np.float32(2.0**112)  # 2^(127 - 15): moves a float16 exponent's bias to float32's
+
+
+def widen(rows: np.ndarray) -> np.ndarray:
+    """float16 rows as float32, exactly (zeros and subnormals too); float32 rows unchanged.
+
+    NumPy's own float16 cast converts one element at a time; this moves the bits (sign, then exponent
+    and mantissa shifted into float32's places) and rescales the exponent with one exact multiply,
+    a few vectorised passes, about twice as fast. Finite values only: stored vectors are unit length.
+    """
+    if rows.dtype != np.float16:
+        return np.ascontiguousarray(rows, dtype=np.float32)
+    bits = np.ascontiguousarray(rows).view(np.uint16).astype(np.uint32)
+    sign = bits & np.uint32(0x8000)
+    bits ^= sign
+    bits <<= np.uint32(13)
+    sign <<= np.uint32(16)
+    bits |= sign
+    out = bits.view(np.float32)
+    out *= _HALF_TO_SINGLE
+    return out
 
 
 def _knn(q: np.ndarray, xb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,7 @@ from vdisc.errors import LibraryError
 from . import segments as seg_mod
 from .files import atomic_write
 from .idranges import IdRanges
-from .segments import Segment, top_k
+from .segments import Found, Segment, finish
 
 GPU_OVERFETCH = 8  # filtered GPU searches fetch this many times k, then keep the allowed ids
 PARALLEL_MIN = 100_000  # rows across segments from which a search fans out to threads
@@ -50,12 +50,25 @@ _pool_lock = threading.Lock()
 
 
 def _threads() -> ThreadPoolExecutor:
-    """A small shared pool: FAISS and BLAS release the GIL, so segments search side by side."""
+    """A small shared pool: FAISS and BLAS release the GIL, so segments search side by side.
+
+    Its threads run FAISS with one OpenMP thread each: the parallelism is across segments, and a
+    one-query search gains nothing from OpenMP, whose idle threads would spin on the cores the
+    other segments' searches need (OpenMP's thread count is per calling thread, so this touches
+    no one else's FAISS calls).
+    """
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2)), thread_name_prefix="vdisc-seg")
+            _pool = ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2)), thread_name_prefix="vdisc-seg",
+                                       initializer=_one_omp_thread)
         return _pool
+
+
+def _one_omp_thread() -> None:
+    import faiss
+
+    faiss.omp_set_num_threads(1)
 
 
 @dataclass
@@ -542,18 +555,16 @@ class VectorIndex:
             parts = [p for p in parts if flt.overlaps(p.min_id, p.max_id)]  # whole segments skipped by id span
         q = np.ascontiguousarray(np.asarray(query, np.float32).reshape(1, -1))
 
-        def one(part: Segment) -> tuple[np.ndarray, np.ndarray]:
+        def one(part: Segment) -> Found:
             if self.gpu and part.kind == "flat":
-                return self._gpu_search(part, q, k, flt)
-            return part.search(q, k, flt)
+                return Found(part, *self._gpu_search(part, q, k, flt))
+            return part.find(q, k, flt)
 
         if len(parts) > 1 and sum(p.count for p in parts) >= PARALLEL_MIN and not self.gpu:
-            results = list(_threads().map(one, parts))
+            found = list(_threads().map(one, parts))
         else:
-            results = [one(p) for p in parts]
-        if not results:
-            return []
-        scores, ids = top_k(np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]), k)
+            found = [one(p) for p in parts]
+        scores, ids = finish(found, q, k)  # IVF-PQ candidates re-ranked together, the best few only
         return [(int(i), float(s)) for i, s in zip(ids, scores)]
 
     def _gpu_search(self, part: Segment, q: np.ndarray, k: int,

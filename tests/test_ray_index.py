@@ -143,6 +143,26 @@ def test_a_worker_killed_mid_video_is_retried_and_nothing_is_written_twice(clust
     _library_ok(got["doctor"])
 
 
+@needs_ray
+def test_workers_read_urls_through_fsspec(cluster, sequential, tmp_path, test_models):
+    """file:// URLs stand in for object storage: the workers open them through fsspec (a local copy
+    each), the library names the videos by URL and otherwise holds what the local run wrote."""
+    pytest.importorskip("fsspec")
+    urls = [v.resolve().as_uri() for v in VIDEOS]
+    home = tmp_path / "urls"
+    reports = Library(home, device="cpu", models=test_models).index(urls, ray=_options(cluster))
+    assert [r.status for r in reports] == ["indexed"] * len(VIDEOS), [r.reason for r in reports]
+    assert [r.path for r in reports] == urls
+    got = _snapshot(home, test_models)
+    local = {u: str(v.resolve()) for u, v in zip(urls, VIDEOS)}
+    assert sorted(v[1] for v in got["videos"]) == sorted(urls)
+    got["videos"] = [(v[0], local[v[1]], *v[2:]) for v in got["videos"]]
+    for key in ("clips", "words"):
+        got[key] = sorted((local[r[0]], *r[1:]) for r in got[key])
+        sequential = {**sequential, key: sorted(sequential[key])}
+    _assert_same(got, sequential)
+
+
 def test_ray_without_ray_installed_is_one_clear_line(tmp_path, monkeypatch, test_models):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails as if not installed
     lib = Library(tmp_path / "lib", device="cpu", models=test_models)

@@ -65,6 +65,8 @@ def test_id_ranges():
     ids = np.arange(0, 100, 3)
     assert r.contains(ids).tolist() == [i in {3, 4, 5, 7, 10, 11} for i in ids]
     assert ids[r.positions_in_sorted(ids)].tolist() == [3]
+    assert r.positions_in_sorted(np.array([20, 30])).tolist() == [] and r.positions_in_sorted(np.zeros(0, np.int64)).tolist() == []
+    assert IdRanges.empty().positions_in_sorted(ids).tolist() == []
     assert r.overlaps(6, 6) is False and r.overlaps(6, 7) is True and r.overlaps(12, 99) is False
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -248,6 +250,51 @@ def test_approximate_segments_recall_with_reranking(tmp_path, one_faiss_thread):
     assert [s["kind"] for s in reader.segment_info()] == ["ivfpq"] and reader.segment_info()[0]["count"] == n
     hits = sum(len(set(_brute(ids, base, q, 10)[0]) & {i for i, _ in reader.search(q, 10)}) for q in queries)
     assert hits / (10 * len(queries)) >= 0.95
+
+
+def test_widen_is_numpys_float16_cast_bit_for_bit():
+    from vdisc.index.segments import widen
+
+    half = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    half = half[np.isfinite(half)].reshape(-1, 8)  # zeros, subnormals, normals, both signs
+    assert np.array_equal(widen(half).view(np.uint32), half.astype(np.float32).view(np.uint32))
+    rows = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32)
+    assert widen(rows) is rows or np.array_equal(widen(rows), rows)
+
+
+def test_many_range_and_bunched_filters_over_approximate_segments(tmp_path, one_faiss_thread, monkeypatch):
+    """A range per video (the last tenth of each) and a filter whose rows sit in a few clusters (three
+    videos), searched through IVF-PQ with a bitmap: recall against exact search over the kept rows."""
+    from vdisc.index import segments as seg_mod
+
+    monkeypatch.setattr(seg_mod, "BRUTE_MAX", 200)  # small segments: make filters take the IVF-PQ path
+    dim, video, n = 64, 400, 12000
+    rng = np.random.default_rng(5)
+    centres = _unit(rng.normal(size=(120, dim)))
+    parts = []
+    for _ in range(n // video):  # each video draws from two clusters: its rows are bunched in a few lists
+        mine = centres[rng.choice(len(centres), 2, replace=False)]
+        parts.append(_unit(mine[rng.integers(0, 2, video)] + 0.35 / np.sqrt(dim) * rng.normal(size=(video, dim))))
+    base, ids = np.concatenate(parts), np.arange(1, n + 1)
+    queries = _unit(centres[rng.integers(0, len(centres), 40)] + 0.5 / np.sqrt(dim) * rng.normal(size=(40, dim)))
+    ix = VectorIndex(tmp_path / "clip.visual", seal_size=4000, approx_min=2000)
+    spec = ModelSpec(role="visual", ref="t", model_id="t", revision="1", dim=dim)
+    ix.add(ids, base, spec)
+    ix.save()
+    assert [s["kind"] for s in ix.segment_info()] == ["ivfpq"] * 3
+    reader = VectorIndex(tmp_path / "clip.visual")
+    half = base.astype(np.float16).astype(np.float32)  # what approximate segments re-rank with
+    last = IdRanges.from_inclusive([(a + video - video // 10, a + video - 1) for a in range(1, n + 1, video)])
+    bunched = IdRanges.from_inclusive([(1 + v * video, (v + 1) * video) for v in (1, 12, 25)])
+    for flt in (last, bunched):
+        hits = 0
+        for q in queries:
+            want, _ = _brute(ids, half, q, 10, flt.contains(ids))
+            got = reader.search(q, 10, allowed=flt)
+            assert flt.contains(np.array([i for i, _ in got])).all()
+            assert np.allclose([s for _, s in got], half[np.array([i for i, _ in got]) - 1] @ q, atol=1e-5)
+            hits += len(set(want) & {i for i, _ in got})
+        assert hits / (10 * len(queries)) >= 0.95, (flt, hits)
 
 
 # ---- concurrency --------------------------------------------------------------------
