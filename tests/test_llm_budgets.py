@@ -9,6 +9,7 @@ reply that no tool result supports is never the answer.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -82,11 +83,26 @@ def test_a_stalled_server_is_cut_off_within_the_budget(talk_library, open_lib, l
     assert "nothing was found" in answer.explanation and "3 s time budget" in answer.explanation
 
 
-def test_no_model_call_starts_when_the_budget_is_spent(talk_library, open_lib):
-    """The tool took the whole budget: the model is not called again; the answer comes from the tool."""
+def test_no_model_call_starts_when_the_budget_is_spent(talk_library, open_lib, monkeypatch):
+    """The tool took the whole budget: the model is not called again; the answer comes from the tool.
+
+    The real search runs, then waits out the budget, so the first model call always starts (however slow
+    the machine is to set up the run) and no time is left for a second one."""
+    from vdisc.agent import toolbox
+
+    budget = 2.0
+    real = toolbox.TOOLS["search"]
+
+    @functools.wraps(real)  # the same schema
+    def slow_search(*args, **kwargs):
+        out = real(*args, **kwargs)
+        time.sleep(budget)
+        return out
+
+    monkeypatch.setitem(toolbox.TOOLS, "search", slow_search)
     home, _ = talk_library
     fake = ScriptedChatModel(script=[call("search", {"query": "goalkeeper catches the ball"})])
-    answer = open_lib(home).ask(QUESTION, llm=fake, max_seconds=0.3)
+    answer = open_lib(home).ask(QUESTION, llm=fake, max_seconds=budget)
     assert len(fake.calls) == 1 and answer.budget_exhausted and answer.steps == 1
     assert answer.spans and "time budget" in answer.explanation
 
