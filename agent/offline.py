@@ -87,11 +87,13 @@ FRAMING = re.compile(
     r"(is |are )?(shown|displayed|written|visible)( on (the )?screen)?|on (the )?screen|appear(s|ed)?)\b",
     re.IGNORECASE,
 )
+TEXT_CHANNELS = ("speech", "ocr")  # the channels a question can name ("said", "shown"): see channel_hint
 # Words that say which channel the moment lives in.
 SPEECH_HINT = re.compile(r"\b(talk\w*|mention\w*|say|says|said|spoken|speak\w*|discuss\w*|hear\w*|voice|"
                          r"narrat\w*)\b", re.IGNORECASE)
 TEXT_HINT = re.compile(r"\b(shown|written|on (the )?screen|sign|text|read|title|displayed|label|caption)\b",
                        re.IGNORECASE)
+SHOWN_HINT = re.compile(r"\b(shown|written|on (the )?screen|displayed)\b", re.IGNORECASE)
 # Pro-forms that stand for any moment ("what happens", "anything seen"): not a description of one.
 GENERIC = re.compile(r"\b(happen\w*|going on|go(es)? on|occur\w*|see|seen|hear|heard|visible|there|anything|"
                      r"something|everything|things?|words?|lines?|shows?)\b", re.IGNORECASE)
@@ -426,6 +428,7 @@ class OfflinePlanner:
                 must_answer: str | None) -> dict[str, Any]:
         done = {o.tool for o in obs}
         hint = channel_hint(text)
+        where = channel_hint(text, strict=True)  # a moment of the other channel does not answer it
         query = describe(text)
         video = focus.video or state.get("video")
         ranked = [c for c in (_clamped(focus, w) for w in candidates(obs, focus.order)) if c is not None]
@@ -440,7 +443,7 @@ class OfflinePlanner:
                                         f"before the moment {RELATION_WORDS[a['relation']]} it was looked at.",
                               "spans": [], "evidence": [focus.anchor_step]}}
         if must_answer:
-            return {"final": self._final(obs, focus, looked)}
+            return {"final": self._final(obs, focus, looked, where=where)}
         if "inspect" not in done:
             if looking and video is not None:
                 return self._look(video, focus, query)
@@ -453,7 +456,7 @@ class OfflinePlanner:
             if looking and (video or _top_video(obs)) is not None:
                 return self._look(video or _top_video(obs), focus, query)
             if not ranked:
-                return {"final": self._final(obs, focus)}
+                return {"final": self._final(obs, focus, where=where)}
             room = max(1, self.max_steps - state.get("steps", 0) - 1)  # keep a step for ground
             n = focus.occurrence + OCCURRENCE_SPARE if focus.occurrence else N_INSPECT
             return {"calls": [_call("inspect", {"video": v, "start": a, "end": b, "question": query})
@@ -470,16 +473,16 @@ class OfflinePlanner:
             if focus.occurrence:
                 best = _nth_inspect(inspected, hint, focus.order, focus.occurrence)
                 if best is None:
-                    return {"final": self._final(obs, focus, short=len(_relevant(inspected, hint)))}
+                    return {"final": self._final(obs, focus, short=len(_relevant(inspected, hint)), where=where)}
             else:
                 best = _best_inspect(obs, ranked, hint, focus.order)
             if best is None:
-                return {"final": self._final(obs, focus)}
+                return {"final": self._final(obs, focus, where=where)}
             r = best.result
             window = focus.clamp(r["best_start"], r["best_end"], least=0.0) or (r["best_start"], r["best_end"])
             return {"calls": [_call("ground", {"video": r["video"], "start": window[0], "end": window[1],
                                                "query": query})]}
-        return {"final": self._final(obs, focus, looked)}
+        return {"final": self._final(obs, focus, looked, where=where)}
 
     def _look(self, video: str, focus: Focus, query: str) -> dict[str, Any]:
         """Inspect the whole focus window, reading its text often enough that each line's span is known to
@@ -499,13 +502,17 @@ class OfflinePlanner:
         return None if item is None else {**item, "video": inspected[0].result["video"], "step": inspected[0].step}
 
     def _final(self, obs: list[Observation], focus: Focus, looked: dict[str, Any] | None = None,
-               short: int | None = None) -> dict[str, Any]:
+               short: int | None = None, where: str | None = None) -> dict[str, Any]:
         """The answer from the target's observations: the grounded span, kept inside the focus window.
 
         A line picked by looking at the window is grounded by its own words; a ground that wandered off to
         another line (nothing overlapping the picked one, or a line of another channel that shares its words:
         a sign's "SAMPLE" in a sentence said beside it) is not that line, and the line's span as read answers
         instead, as sure as LOOK_CONFIDENCE.
+
+        A question that says where its moment is (``where``: "said", "shown on screen") is not answered by
+        a line of the other channel: planning already favoured the channel asked about, so a moment
+        grounded in the other one means nothing there matched, and the answer is "not found" (naming it).
         """
         grounded = [o for o in obs if o.tool == "ground" and o.result]
         inspected = [o for o in obs if o.tool == "inspect" and o.result]
@@ -518,7 +525,9 @@ class OfflinePlanner:
                  "step": looked["step"]}
         span = None if g is None else (g["start"], g["end"]) if not focus.bounded() else focus.clamp(
             g["start"], g["end"], least=1e-3)
-        if g is not None and span is not None and g["confidence"] >= self.min_confidence:
+        crossed = (g is not None and where in TEXT_CHANNELS and g["source"] in TEXT_CHANNELS
+                   and g["source"] != where and looked is None)
+        if g is not None and span is not None and g["confidence"] >= self.min_confidence and not crossed:
             spans = [{"video": g["video"], "start": span[0], "end": span[1], "confidence": g["confidence"]}]
             if focus.occurrence is None and focus.anchor is None and looked is None:  # one moment: no extras
                 for o in sorted(inspected, key=lambda o: -o.result["confidence"]):
@@ -546,6 +555,11 @@ class OfflinePlanner:
             return {"answer": f"Not found: only {short} matching moment{'s' if short != 1 else ''} were found, not a "
                               f"{_ordinal(focus.occurrence or 1)} one.", "spans": [],
                     "evidence": sorted({o.step for o in obs})}
+        if crossed:
+            asked, other = (("said", "shown on screen") if where == "speech" else ("shown on screen", "said"))
+            return {"answer": f"Not found: the question asks what is {asked}, and nothing {asked} matches it. The "
+                              f"closest candidate was {hms(g['start'])}–{hms(g['end'])} in {g['video']} ({other}: "
+                              f"\"{g['evidence']}\").", "spans": [], "evidence": sorted({o.step for o in obs})}
         nearest = top_moment(obs, ("ground", "inspect", "search"))
         if nearest is not None:
             m, _ = nearest
@@ -637,9 +651,12 @@ def candidates(obs: list[Observation], order: str = "relevance") -> list[tuple[s
     return picked
 
 
-def channel_hint(question: str) -> str | None:
-    """"speech" or "ocr" when the question says where the moment is (said / shown), else None."""
-    speech, text = bool(SPEECH_HINT.search(question)), bool(TEXT_HINT.search(question))
+def channel_hint(question: str, strict: bool = False) -> str | None:
+    """"speech" or "ocr" when the question says where the moment is (said / shown), else None. ``strict``:
+    on screen only by words that can mean nothing else ("written", "displayed"), not by nouns that may be
+    what the moment is about ("sign the ball", "a text message")."""
+    shown = SHOWN_HINT if strict else TEXT_HINT
+    speech, text = bool(SPEECH_HINT.search(question)), bool(shown.search(question))
     return "speech" if speech and not text else "ocr" if text and not speech else None
 
 

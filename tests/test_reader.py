@@ -178,3 +178,18 @@ def test_how_often_counts_only_moments_about_the_question(talk_library):
 def test_a_named_thing_is_the_new_words_nearest_the_question(talk_library, question, expected):
     answer = _ask(talk_library, question)
     assert answer.answer == expected, (answer.answer, answer.explanation)
+
+
+@pytest.mark.parametrize("question,channel", [("When does someone talk about a pineapple?", "shown on screen"),
+                                              ("When is the rocket launch written on screen?", "said")])
+def test_a_moment_in_the_other_channel_does_not_answer_where_the_question_asks(talk_library, question, channel):
+    """PINEAPPLE is only shown and the rocket only said: asked for the other channel, the answer is "not found",
+    naming the line of the channel that has it."""
+    answer = _ask(talk_library, question)
+    assert answer.answer == "not found" and not answer.spans, (answer.answer, answer.explanation)
+    assert f"({channel}:" in answer.explanation
+
+
+def test_the_channel_asked_about_answers(talk_library):
+    assert _ask(talk_library, "When is a pineapple shown on screen?").spans[0].start == pytest.approx(15.0, abs=1.0)
+    assert _ask(talk_library, "When is the rocket launch mentioned?").spans[0].start == pytest.approx(9.5, abs=1.0)
