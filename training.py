@@ -25,7 +25,11 @@ held-out evaluation.
 ``train`` checkpoints every ``checkpoint_every`` steps (weights, optimiser,
 step, losses, sampler state) next to the output and resumes from there.
 Pairs that share a ``group`` (a clip and its time reversal) are put in the
-same batch, so the contrastive loss always sees the order negative.
+same batch, so the contrastive loss always sees the order negative; with
+``twin`` > 0 each such pair also gets its own 2 x 2 contrast, scaled by the
+distance between the two texts (a reversal is often described with nearly
+the same words). A compressor with ``standardize`` gets its input statistics
+from the training pairs before the first step.
 """
 
 from __future__ import annotations
@@ -62,7 +66,8 @@ class TrainReport(BaseModel):
 
 @dataclass
 class Pair:
-    tokens: torch.Tensor  # (T, 1+P, dim), frozen image-encoder output (or (T, dim) unit frame embeddings)
+    tokens: torch.Tensor  # (T, 1+P, dim), frozen image-encoder output (or (T, dim) unit frame embeddings,
+    # or (T, 1 + cells^2, dim) frame embeddings and their pooled patch cells)
     times: list[float]
     text: torch.Tensor  # (dim,) normalised text embedding of the clip's words
     group: int = -1  # clips of one group (a clip and its reversal) share a batch: hard negatives
@@ -107,7 +112,7 @@ def collect_pairs(store: Store, registry: Registry, max_clips: int = 512, fps: f
 def train(pairs: list[Pair], compressor: ClipCompressor, grid: tuple[int, int], out: Path, steps: int = 300,
           batch_size: int = 8, lr: float = 1e-3, temperature: float = 0.07, distill: float = 1.0, seed: int = 0,
           on_step: Callable[[int, float], None] | None = None, checkpoint_every: int = 0,
-          resume: bool = False) -> TrainReport:
+          resume: bool = False, twin: float = 0.0) -> TrainReport:
     """Optimise ``compressor`` on ``pairs``; save it to ``out``; the loss per step is in the report.
 
     ``checkpoint_every`` > 0 writes ``<out>.ckpt`` that often; ``resume`` continues from it when present
@@ -138,6 +143,8 @@ def train(pairs: list[Pair], compressor: ClipCompressor, grid: tuple[int, int], 
         losses, start = list(state["losses"]), int(state["step"])
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
+    if compressor.config.standardize and not start:  # a resumed run has them in its checkpoint
+        compressor.fit_inputs(batched if batched is not None else torch.cat([_slots(p, compressor) for p in pairs])[None])
     compressor.train()
     for step in range(start, steps):
         idx = _batch(rng, len(pairs), batch_size, pairs, twins)
@@ -154,6 +161,8 @@ def train(pairs: list[Pair], compressor: ClipCompressor, grid: tuple[int, int], 
         contrastive = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
         keep_close = (1.0 - (emb * teachers[idx].to(device)).sum(-1)).mean()
         loss = contrastive + distill * keep_close
+        if twin:
+            loss = loss + twin * _twin_loss(vec, txt, [twins.get(pairs[i].group, []) for i in idx], idx, temperature)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -172,16 +181,62 @@ def train(pairs: list[Pair], compressor: ClipCompressor, grid: tuple[int, int], 
                        seconds=round(time.monotonic() - t0, 2), resumed_from=start)
 
 
+def _twin_loss(vec: torch.Tensor, txt: torch.Tensor, mates: list[list[int]], idx: list[int],
+               temperature: float) -> torch.Tensor:
+    """The order twins' own 2 x 2 contrast: each clip against its twin's text and each text against the
+    twin clip, on logits divided by the distance between the two texts.
+
+    A clip's time reversal is described with nearly the same words ("left to right" / "right to left":
+    MiniLM cosine 0.998), so in the batch-wide InfoNCE the twin's logit differs by a few hundredths and
+    hardly pulls; scaled by the texts' distance, the pair's margin counts as much as any other."""
+    pos = {j: k for k, j in enumerate(idx)}
+    a, b = [], []
+    for k, (i, m) in enumerate(zip(idx, mates)):
+        for j in m:
+            if j != i and j in pos and k < pos[j]:
+                a.append(k)
+                b.append(pos[j])
+    if not a:
+        return vec.new_zeros(())
+    va, vb, ta, tb = vec[a], vec[b], txt[a], txt[b]
+    scale = temperature * (ta - tb).norm(dim=-1, keepdim=True).clamp_min(1e-4)  # (n, 1)
+    s = torch.stack([torch.stack([(va * ta).sum(-1), (va * tb).sum(-1)], -1),
+                     torch.stack([(vb * ta).sum(-1), (vb * tb).sum(-1)], -1)], 1) / scale[..., None]  # (n, 2, 2)
+    target = torch.tensor([0, 1], device=vec.device).expand(len(a), 2)
+    rows = F.cross_entropy(s.reshape(-1, 2), target.reshape(-1))  # clip -> which of the two texts
+    cols = F.cross_entropy(s.transpose(1, 2).reshape(-1, 2), target.reshape(-1))  # text -> which clip
+    return 0.5 * (rows + cols)
+
+
+def _slots(pair: Pair, compressor: ClipCompressor) -> torch.Tensor:
+    """A pair's frames as the (T, 1 + cells^2, dim) input slots of a ``cls_only`` compressor."""
+    from vdisc.index.models.compressor import pool_cells
+
+    t = pair.tokens.float()
+    t = t[:, None] if t.dim() == 2 else t
+    k = compressor.needs_cells
+    if k and t.shape[1] != 1 + k * k:
+        side = int(round((t.shape[1] - 1) ** 0.5))
+        t = torch.cat([t[:, :1], pool_cells(t[:, 1:], (side, side), k)], 1)
+    return t[:, : 1 + k * k]
+
+
 def _cls(tokens: torch.Tensor) -> torch.Tensor:
     return tokens[:, 0] if tokens.dim() == 3 else tokens
 
 
 def _batchable(pairs: list[Pair], compressor: ClipCompressor) -> torch.Tensor | None:
-    """(n, T, dim) unit CLS sequences when every clip has T frames and the compressor mixes CLS only."""
+    """(n, T, dim) unit CLS sequences when every clip has T frames and the compressor mixes CLS only
+    (with ``cells``: (n, T, 1 + cells^2, dim), each frame's embedding and its cells, as the pairs hold them)."""
     if not compressor.config.cls_only or len({len(p.times) for p in pairs}) != 1:
         return None
     if len(pairs[0].times) > compressor.config.max_frames:
         return None
+    k = compressor.needs_cells
+    if k:
+        if any(p.tokens.dim() != 3 or p.tokens.shape[1] != 1 + k * k for p in pairs):
+            return None  # full token grids: the clip-by-clip forward pools them into cells
+        return torch.stack([p.tokens.float() for p in pairs])
     return torch.stack([_cls(p.tokens).float() for p in pairs])
 
 

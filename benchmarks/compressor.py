@@ -8,8 +8,9 @@ process so peak RSS is its own:
 - off: per-frame embeddings only (``--compressor off``, the default without trained weights)
 - untrained: token grids + the 2-layer bidirectional Mamba over every token + token
   reduction (``--compressor untrained``; a grid-trained file costs the same)
-- trained: a compressor as ``train-compressor --order-bench`` makes it (frame embeddings,
-  8-frame windows, a head into MiniLM's space; random weights, same compute)
+- trained: a compressor as ``train-compressor --order-bench`` makes it (frame embeddings and their
+  2x2 pooled patch cells from the same forward pass, 8-frame windows, a head into MiniLM's space;
+  random weights, same compute)
 
 "inspect" is decoding the window and inspect's visual pass (``tools.zoom._look``:
 encode, compress, score); words, OCR and captions are left out (the same in all three).
@@ -79,12 +80,13 @@ def make_trained_like(path: Path) -> Path:
     """A ViT-B-32-sized compressor with the order bench's configuration (random, nonzero weights)."""
     import torch
 
-    from vdisc.evaluation.order_bench import FRAMES, SHORT_CLIP
+    from vdisc.evaluation.order_bench import CELLS, FRAMES, SHORT_CLIP
     from vdisc.index.models.compressor import ClipCompressor, CompressorConfig
 
     torch.manual_seed(0)
     comp = ClipCompressor(CompressorConfig(dim=512, cls_only=True, window=FRAMES, temporal_pool=FRAMES,
-                                           text_dim=384, text_model=None, **SHORT_CLIP))
+                                           text_dim=384, text_model=None, cells=CELLS, standardize=True,
+                                           **SHORT_CLIP))
     with torch.no_grad():
         for block in comp.blocks:
             block.out_proj.weight.normal_(0, 0.02)

@@ -17,7 +17,8 @@ combinations and colour triples never occur in training; the words come
 from the same vocabulary. Frames are drawn in memory (numpy), ``SIZE`` px.
 
 :func:`make_split` draws clips; :func:`encode_split` runs the frozen image
-encoder (unit frame embeddings) and the registry's text model;
+encoder (unit frame embeddings, and with ``cells`` each frame's 2x2 pooled
+patch cells from the same pass) and the registry's text model;
 :func:`evaluate` gives the pairwise and retrieval figures; :func:`run`
 trains the temporal encoder and the mean-pooling baseline (the same linear
 head on mean-pooled frames, ``n_layers=0``) and evaluates both.
@@ -45,6 +46,11 @@ FAMILIES = ("motion", "appear", "sequence")
 # Mamba's default step sizes (1e-3..1e-1) suit sequences of thousands; over FRAMES steps such a state
 # hardly takes input or forgets, so a short clip's order barely reaches it. Larger steps for short clips.
 SHORT_CLIP: dict[str, Any] = {"dt_min": 0.05, "dt_max": 0.5}
+# Each frame also brings its patch tokens pooled over a 2 x 2 split: the frame embedding of the toy backbone
+# says what is shown but hardly where (motion direction needs where).
+CELLS = 2
+# Weight of the order twins' own 2 x 2 contrast in training (vdisc.training._twin_loss).
+TWIN = 4.0
 
 
 # The tests' toy open_clip (tests/conftest.py): random weights, 4x4 patches; its frame features still
@@ -183,30 +189,48 @@ class EncodedSplit:
     frames: torch.Tensor  # (n, FRAMES, dim) unit frame embeddings
     texts: torch.Tensor  # (n, text_dim) unit text embeddings
     clips: list[BenchClip]
+    cells: torch.Tensor | None = None  # (n, FRAMES, cells^2, dim) unit pooled patch cells per frame, if asked
+
+    def inputs(self, cells: int = 0) -> torch.Tensor:
+        """What a compressor with ``cells`` takes per clip: (n, FRAMES, dim), or (n, FRAMES, 1 + cells^2, dim)
+        (each frame's embedding, then its cells)."""
+        if not cells:
+            return self.frames
+        if self.cells is None or self.cells.shape[2] != cells * cells:
+            raise ValueError(f"this split was encoded without {cells}x{cells} cells (encode_split(..., cells=))")
+        return torch.cat([self.frames[:, :, None], self.cells], 2)
 
 
-def encode_split(clips: list[BenchClip], visual: Any, text: Any) -> EncodedSplit:
-    """Frozen image-encoder frame embeddings and text-model embeddings of every clip."""
+def encode_split(clips: list[BenchClip], visual: Any, text: Any, cells: int = 0) -> EncodedSplit:
+    """Frozen image-encoder frame embeddings (with ``cells``: and each frame's cells x cells pooled patch
+    cells, from the same forward pass) and text-model embeddings of every clip."""
     flat = [f for c in clips for f in c.frames]
-    vecs = torch.from_numpy(visual.encode_images(flat)).float().reshape(len(clips), FRAMES, -1)
+    cell_vecs = None
+    if cells:
+        vecs, cv = visual.encode_images_cells(flat, cells)
+        cell_vecs = torch.from_numpy(cv).float().reshape(len(clips), FRAMES, cells * cells, -1)
+    else:
+        vecs = visual.encode_images(flat)
+    vecs = torch.from_numpy(vecs).float().reshape(len(clips), FRAMES, -1)
     words = sorted({c.text for c in clips})
     emb = dict(zip(words, text.encode(words)))
-    return EncodedSplit(vecs, torch.from_numpy(np.stack([emb[c.text] for c in clips])).float(), clips)
+    return EncodedSplit(vecs, torch.from_numpy(np.stack([emb[c.text] for c in clips])).float(), clips, cell_vecs)
 
 
-def pairs_of(data: EncodedSplit) -> list[Any]:
-    """Training pairs (unit frame sequence, text) with the reversal twin as the group."""
+def pairs_of(data: EncodedSplit, cells: int = 0) -> list[Any]:
+    """Training pairs (unit frame sequence, or frames + cells, text) with the reversal twin as the group."""
     from vdisc.training import Pair
 
     times = [i / 2 for i in range(FRAMES)]
-    return [Pair(data.frames[i], times, data.texts[i], group=c.pair) for i, c in enumerate(data.clips)]
+    x = data.inputs(cells)
+    return [Pair(x[i], times, data.texts[i], group=c.pair) for i, c in enumerate(data.clips)]
 
 
 def evaluate(compressor: Any, data: EncodedSplit) -> dict[str, Any]:
     """Pairwise accuracy on order pairs (both directions, per family; a tie counts half) and on
     order-free stills (pairs whose texts differ), plus order-free text->clip recall@1."""
     with torch.inference_mode():
-        _, vec = compressor.embed_sequences(data.frames)
+        _, vec = compressor.embed_sequences(data.inputs(compressor.needs_cells))
     vec = vec.float()
     sim = vec @ data.texts.T  # clip x text
     out: dict[str, Any] = {}
@@ -241,8 +265,12 @@ def run(out: Path, visual: Any, text: Any, *, pairs_per_family: int = 400, still
         test_pairs: int = 120, test_stills: int = 150, steps: int = 600, batch_size: int = 64, lr: float = 3e-3,
         layers: int = 2, seed: int = 0, device: str = "cpu", resume: bool = False, checkpoint_every: int = 100,
         on_step: Callable[[str, int, float], None] | None = None, train_baseline: bool = True,
-        config: dict[str, Any] | None = None) -> dict[str, Any]:
+        config: dict[str, Any] | None = None, cells: int = CELLS, twin: float = TWIN) -> dict[str, Any]:
     """Generate, encode, train (temporal encoder and mean-pooling baseline), evaluate on the held-out split.
+
+    The temporal encoder reads each frame's embedding and its ``cells`` x ``cells`` pooled patch cells
+    (0: the frame embedding only), standardised; both models are trained with the order twins' own
+    contrast (``twin``, ``vdisc.training``) and the same standardised linear head.
 
     Returns the report: figures per model, weights files, sizes, seconds. The temporal encoder's weights
     go to ``out`` (a library's ``compressor.safetensors`` is picked up there; else ``--compressor PATH``),
@@ -254,23 +282,25 @@ def run(out: Path, visual: Any, text: Any, *, pairs_per_family: int = 400, still
     from vdisc.training import train
 
     t0 = time.monotonic()
-    train_set = encode_split(make_split("train", pairs_per_family, stills, seed), visual, text)
-    test_set = encode_split(make_split("test", test_pairs, test_stills, seed), visual, text)
+    train_set = encode_split(make_split("train", pairs_per_family, stills, seed), visual, text, cells=cells)
+    test_set = encode_split(make_split("test", test_pairs, test_stills, seed), visual, text, cells=cells)
     t_enc = time.monotonic() - t0
     report: dict[str, Any] = {"train_clips": len(train_set.clips), "test_clips": len(test_set.clips),
                               "frames_per_clip": FRAMES, "visual": visual.spec.key, "text": text.spec.key,
-                              "encode_seconds": round(t_enc, 1), "models": {}}
+                              "cells": cells, "twin": twin, "encode_seconds": round(t_enc, 1), "models": {}}
     kinds = [("temporal", layers)] + ([("mean_pool", 0)] if train_baseline else [])
     for name, n_layers in kinds:
         torch.manual_seed(seed)
+        k = cells if n_layers else 0  # mean pooling has no use for cells: it pools the frame embeddings
         cfg = CompressorConfig(dim=visual.spec.dim, n_layers=n_layers, cls_only=True, window=FRAMES,
                                temporal_pool=FRAMES, text_dim=int(train_set.texts.shape[1]),
-                               text_model=text.spec.key, backbone=visual.spec.key, **{**SHORT_CLIP, **(config or {})})
+                               text_model=text.spec.key, backbone=visual.spec.key, cells=k, standardize=True,
+                               **{**SHORT_CLIP, **(config or {})})
         comp = ClipCompressor(cfg).to(device)
         path = out if name == "temporal" else out.with_name(out.stem + ".mean_pool.safetensors")
-        rep = train(pairs_of(train_set), comp, (0, 0), path, steps=steps, batch_size=batch_size, lr=lr,
+        rep = train(pairs_of(train_set, k), comp, (0, 0), path, steps=steps, batch_size=batch_size, lr=lr,
                     temperature=0.05, distill=0.0, seed=seed, checkpoint_every=checkpoint_every, resume=resume,
-                    on_step=(lambda i, loss, n=name: on_step(n, i, loss)) if on_step else None)
+                    twin=twin, on_step=(lambda i, loss, n=name: on_step(n, i, loss)) if on_step else None)
         comp = comp.cpu().eval()
         report["models"][name] = {"path": rep.path, "layers": n_layers, "parameters": comp.num_parameters(),
                                   "steps": rep.steps, "final_loss": rep.losses[-1] if rep.losses else None,

@@ -44,6 +44,7 @@ class ClipRecord:
     hist: np.ndarray
     frame_ts: list[float] = field(default_factory=list)
     frame_vecs: np.ndarray | None = None
+    frame_cells: np.ndarray | None = None  # a trained compressor's per-frame patch cells, when it takes them
     ocr_lines: list[str] = field(default_factory=list)
     ocr_reads: list[tuple[float, list[str]]] = field(default_factory=list)
     caption: str = ""
@@ -110,6 +111,7 @@ class Checkpoint:
             "state": state,
             "clips": [{"idx": c.idx, "start": c.start, "end": c.end, "shot": c.shot, "frame_ts": c.frame_ts,
                        "has_vecs": c.frame_vecs is not None and len(c.frame_vecs) > 0,
+                       "has_cells": c.frame_cells is not None and len(c.frame_cells) > 0,
                        "ocr": c.ocr_lines, "ocr_reads": c.ocr_reads, "caption": c.caption} for c in clips],
         }
         arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
@@ -117,6 +119,9 @@ class Checkpoint:
         vecs = [c.frame_vecs for c in clips if c.frame_vecs is not None and len(c.frame_vecs)]
         if vecs:
             arrays["vecs"] = np.concatenate(vecs)
+        cells = [c.frame_cells for c in clips if c.frame_cells is not None and len(c.frame_cells)]
+        if cells:
+            arrays["cells"] = np.concatenate(cells)
         if thumb is not None:
             arrays["ocr_thumb"] = np.asarray(thumb)
         buf = io.BytesIO()
@@ -162,16 +167,20 @@ def _read_batch(path: Path) -> tuple[list[ClipRecord], dict[str, Any]]:
         meta = json.loads(data["meta"].tobytes().decode())
         hist = data["hist"]
         vecs = data["vecs"] if "vecs" in data.files else None
+        cells = data["cells"] if "cells" in data.files else None
         state = meta["state"]
         if "ocr_thumb" in data.files:
             state["ocr_thumb"] = data["ocr_thumb"]
-    clips, offset = [], 0
+    clips, offset, at = [], 0, 0
     for i, c in enumerate(meta["clips"]):
         n = len(c["frame_ts"])
-        frame_vecs = None
+        frame_vecs = frame_cells = None
         if c["has_vecs"] and vecs is not None:
             frame_vecs, offset = vecs[offset : offset + n], offset + n
+        if c.get("has_cells") and cells is not None:
+            frame_cells, at = cells[at : at + n], at + n
         clips.append(ClipRecord(idx=c["idx"], start=c["start"], end=c["end"], shot=c["shot"], hist=hist[i],
-                                frame_ts=c["frame_ts"], frame_vecs=frame_vecs, ocr_lines=c["ocr"],
+                                frame_ts=c["frame_ts"], frame_vecs=frame_vecs, frame_cells=frame_cells,
+                                ocr_lines=c["ocr"],
                                 ocr_reads=[(t, lines) for t, lines in c["ocr_reads"]], caption=c["caption"]))
     return clips, state

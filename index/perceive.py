@@ -43,6 +43,8 @@ class ClipResult:
     span: ClipSpan
     frame_ts: list[float] = field(default_factory=list)
     frame_vecs: np.ndarray | None = None
+    # (frames, cells^2, dim) pooled patch cells per frame: only for a trained compressor that takes them
+    frame_cells: np.ndarray | None = None
     ocr_lines: list[str] = field(default_factory=list)  # distinct lines read in the clip
     ocr_reads: list[tuple[float, list[str]]] = field(default_factory=list)  # (frame time, lines) per OCR read
     caption: str = ""
@@ -55,22 +57,25 @@ class ClipResult:
     def record(self) -> ClipRecord:
         return ClipRecord(idx=self.span.idx, start=self.span.start, end=self.span.end, shot=self.span.shot,
                           hist=self.span.hist, frame_ts=self.frame_ts, frame_vecs=self.frame_vecs,
-                          ocr_lines=self.ocr_lines, ocr_reads=self.ocr_reads, caption=self.caption)
+                          frame_cells=self.frame_cells, ocr_lines=self.ocr_lines, ocr_reads=self.ocr_reads,
+                          caption=self.caption)
 
     @classmethod
     def from_record(cls, c: ClipRecord) -> "ClipResult":
         span = ClipSpan(c.idx, c.start, c.end, c.shot, [], mean_hist=c.hist)
-        return cls(span, frame_ts=list(c.frame_ts), frame_vecs=c.frame_vecs, ocr_lines=list(c.ocr_lines),
-                   ocr_reads=[(float(t), list(lines)) for t, lines in c.ocr_reads], caption=c.caption)
+        return cls(span, frame_ts=list(c.frame_ts), frame_vecs=c.frame_vecs, frame_cells=c.frame_cells,
+                   ocr_lines=list(c.ocr_lines), ocr_reads=[(float(t), list(lines)) for t, lines in c.ocr_reads],
+                   caption=c.caption)
 
 
 class Perceiver:
     """The per-clip models of one video (visual, OCR, caption) and the OCR memo that spans its batches."""
 
     def __init__(self, settings: Settings, visual: Any = None, ocr: Any = None, captioner: Any = None,
-                 overlap: bool = True) -> None:
+                 overlap: bool = True, cells: int = 0) -> None:
         self.settings = settings
         self.visual, self.ocr, self.captioner = visual, ocr, captioner
+        self.cells = cells  # pooled patch cells per side each frame also gets (a trained compressor's input)
         self.overlap = overlap  # run the models of a batch at once (False: one after the other)
         self.memo: dict[str, Any] = {}  # the last picture OCR read and its lines
 
@@ -82,7 +87,9 @@ class Perceiver:
 
     @classmethod
     def from_registry(cls, settings: Settings, registry: Any) -> "Perceiver":
-        return cls(settings, registry.get("visual"), registry.get("ocr"), registry.get("caption"))
+        comp = registry.trained_compressor()
+        return cls(settings, registry.get("visual"), registry.get("ocr"), registry.get("caption"),
+                   cells=comp.needs_cells if comp is not None else 0)
 
     @property
     def channels(self) -> list[str]:
@@ -116,11 +123,16 @@ class Perceiver:
             r.span.drop_frames()  # frames are done with; keep memory flat
 
     def _embed(self, batch: list[ClipResult], frames: list[Any]) -> None:
-        vecs = self.visual.encode_images(frames)
+        if self.cells:  # the same forward pass, the same frame vectors, plus the compressor's cells
+            vecs, cells = self.visual.encode_images_cells(frames, self.cells)
+        else:
+            vecs, cells = self.visual.encode_images(frames), None
         offset = 0
         for r in batch:
             n = len(r.frame_ts)
             r.frame_vecs = vecs[offset : offset + n]
+            if cells is not None:
+                r.frame_cells = cells[offset : offset + n]
             offset += n
 
     def _read_batch(self, batch: list[ClipResult]) -> None:

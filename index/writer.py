@@ -190,16 +190,30 @@ class VideoWriter:
 def add_temporal_vectors(store: Store, registry: Registry, clip_ids: Sequence[int],
                          clips: Sequence[ClipResult]) -> set[VectorIndex]:
     """With a trained clip compressor: each clip's temporal vector (its encoding of the frame vectors in
-    order) into the clip/temporal index, whose spec names the compressor file hash, backbone and pooling."""
+    order) into the clip/temporal index, whose spec names the compressor file hash, backbone and pooling.
+
+    A compressor trained with pooled patch cells (``cells``) gets each frame's cells as well
+    (``ClipResult.frame_cells``, which the perceiver fills only for such a compressor); a clip that has
+    none (perceived without them, e.g. before the weights were there) gets no temporal vector rather than
+    one from an input the weights were not trained on."""
     comp = registry.trained_compressor()
     if comp is None or not clip_ids:
         return set()
     from .models.spec import ModelSpec
 
-    vecs = np.stack([comp.encode_frames(c.frame_vecs, c.frame_ts or list(range(len(c.frame_vecs))))
-                     for c in clips])
+    k = comp.needs_cells
+    ids, vecs = [], []
+    for cid, c in zip(clip_ids, clips):
+        ts = c.frame_ts or list(range(len(c.frame_vecs)))
+        cells = getattr(c, "frame_cells", None) if k else None
+        if k and (cells is None or len(cells) != len(c.frame_vecs)):
+            continue
+        ids.append(cid)
+        vecs.append(comp.encode_frames(c.frame_vecs, ts, cells))
+    if not ids:
+        return set()
     index = store.vectors("clip", TEMPORAL)
-    index.add(list(clip_ids), vecs.astype(np.float32), ModelSpec(**comp.spec_dict(registry.compressor_source())))
+    index.add(ids, np.stack(vecs).astype(np.float32), ModelSpec(**comp.spec_dict(registry.compressor_source())))
     return {index}
 
 

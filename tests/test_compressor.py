@@ -172,3 +172,68 @@ def test_parameter_count_vit_b32_scale() -> None:
     n = comp.num_parameters()
     print(f"ClipCompressor dim=512 n_layers=2 expand=2 d_state=16: {n:,} parameters")
     assert 2_000_000 <= n <= 8_000_000
+
+
+# ---- frame embeddings + pooled patch cells (``cells``) -------------------------------------------------
+
+
+def test_encode_images_cells_is_encode_images_plus_pooled_cells(visual) -> None:
+    from vdisc.index.models.compressor import pool_cells
+
+    frames = _frames(5, seed=3)
+    vecs, cells = visual.encode_images_cells(frames, 2)
+    assert np.array_equal(vecs, visual.encode_images(frames))  # the frame index does not change
+    assert cells.shape == (5, 4, 32) and cells.dtype == np.float32
+    toks = visual.encode_image_tokens(frames)
+    want = torch.nn.functional.normalize(pool_cells(toks[:, 1:], visual.grid, 2), dim=-1).numpy()
+    np.testing.assert_allclose(cells, want, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(cells, axis=-1), 1.0, atol=1e-5)
+    # a 3x3 split of the 4x4 grid: adaptive regions
+    assert visual.encode_images_cells(frames[:2], 3)[1].shape == (2, 9, 32)
+    empty = visual.encode_images_cells([], 2)
+    assert empty[0].shape == (0, 32) and empty[1].shape == (0, 4, 32)
+
+
+def _cells_compressor(standardize: bool = True) -> ClipCompressor:
+    torch.manual_seed(0)
+    return ClipCompressor(CompressorConfig(dim=32, n_layers=1, cls_only=True, window=4, temporal_pool=4, text_dim=8,
+                                           cells=2, standardize=standardize))
+
+
+def test_cells_compressor_inputs_agree_and_stay_a_no_op_untrained(visual, tmp_path) -> None:
+    frames, times = _frames(8, seed=4), np.arange(8) / 2
+    vecs, cells = visual.encode_images_cells(frames, 2)
+    comp = _cells_compressor()
+    comp.fit_inputs(torch.from_numpy(np.concatenate([vecs[:, None], cells], 1))[None])
+    # untrained: the clip embedding is still mean pooling of the frame embeddings
+    base = vecs.mean(0) / np.linalg.norm(vecs.mean(0))
+    np.testing.assert_allclose(comp.compress(comp.frame_inputs(vecs, cells), times).embedding.numpy(), base, atol=1e-5)
+    _randomise(comp)
+    a = comp.compress(comp.frame_inputs(vecs, cells), times)
+    b = comp.compress_images(visual, frames, times)  # one forward pass: encode_images_cells
+    c = comp.compress(visual.encode_image_tokens(frames), times, grid=visual.grid)  # pooled here from full grids
+    for other in (b, c):
+        torch.testing.assert_close(other.vector, a.vector, atol=1e-5, rtol=0)
+    assert b.tokens_in == 8 * 5 and b.tokens_out == 2 and b.cells == [None, None]  # group tokens only
+    np.testing.assert_allclose(comp.encode_frames(vecs, times, cells), a.vector.numpy(), atol=1e-6)
+    _, batched = comp.embed_sequences(comp.frame_inputs(vecs, cells)[None])
+    torch.testing.assert_close(batched[0], a.vector, atol=1e-5, rtol=0)
+    # the cells carry the order too: the reversed clip gets another vector
+    rev = comp.encode_frames(vecs[::-1].copy(), times, cells[::-1].copy())
+    assert np.abs(rev - a.vector.numpy()).max() > 1e-3
+    with pytest.raises(ValueError, match="cells"):
+        comp.encode_frames(vecs, times)  # trained on cells: the frame embeddings alone are not its input
+    # saved and loaded: the config says what it takes, the standardisation travels with the weights
+    back = ClipCompressor.load(comp.save(tmp_path / "cells.safetensors"))
+    assert back.config.cells == 2 and back.needs_cells == 2 and torch.equal(back.in_std, comp.in_std)
+    np.testing.assert_array_equal(back.encode_frames(vecs, times, cells), comp.encode_frames(vecs, times, cells))
+    assert "2x2 cells" in back.spec_dict("x")["preprocessing"]["pooling"]
+
+
+def test_a_cls_only_checkpoint_from_before_cells_loads_and_takes_frame_embeddings() -> None:
+    from pathlib import Path
+
+    old = ClipCompressor.load(Path(__file__).parent / "fixtures" / "order_compressor.safetensors")
+    assert old.config.cells == 0 and old.needs_cells == 0 and not old.config.standardize
+    vecs = torch.nn.functional.normalize(torch.randn(8, 32), dim=-1).numpy()
+    assert old.encode_frames(vecs, np.arange(8) / 2).shape == (old.config.text_dim,)

@@ -216,3 +216,128 @@ def test_trained_weights_index_and_search_the_temporal_clip_vectors(order_librar
     # without the trained encoder the temporal index goes unsearched (auto with no weights: off, no cost)
     off = Library(home, models=models, compressor="off")
     assert off.registry.trained_compressor() is None and off.registry.compressor() is None
+
+
+# ---- a temporal encoder trained on frame embeddings + 2x2 pooled patch cells ------------------------------
+
+CELLS_WEIGHTS = Path(__file__).parent / "fixtures" / "order_compressor_cells.safetensors"
+RIGHTWARDS = "a red square moves from left to right"
+LEFTWARDS = "a red square moves from right to left"
+
+
+def _motion_video(path: Path, fps: int = 2, seconds: float = 4.0) -> Path:
+    """A red square crosses the screen left to right (first ``seconds``), then the same frames backwards:
+    right to left. Every frame of one half has its twin in the other; only the order says which is which."""
+    import av
+
+    from vdisc.evaluation.order_bench import SIZE, _canvas, _draw
+
+    bg = _canvas(np.random.default_rng(4))
+    n = int(fps * seconds)
+    there = [np.clip(_draw(bg, "square", "red", x, 30, 9), 0, 255).astype(np.uint8) for x in np.linspace(14, 50, n)]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width = stream.height = SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "12"}
+        for rgb in there + there[::-1]:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def motion_library(tmp_path_factory, test_models):
+    """The motion fixture indexed at 2 fps in 4 s clips, the cells-trained weights as the library's compressor."""
+    import shutil
+
+    home = tmp_path_factory.mktemp("motion-lib")
+    video = _motion_video(home / "motion.mp4")
+    shutil.copy(CELLS_WEIGHTS, home / "compressor.safetensors")
+    models = {**test_models, "asr": "none", "ocr": "none"}
+    lib = Library(home, device="cpu", models=models, fps=2.0, clip_seconds=4.0, min_clip_seconds=0.5)
+    lib.index(video)
+    return home, models
+
+
+def test_cells_trained_weights_ground_inspect_on_motion_direction(motion_library):
+    """inspect feeds a cells-trained compressor each frame's embedding and its pooled cells (one forward
+    pass), and its tokens then tell the left-to-right half from the right-to-left one."""
+    home, models = motion_library
+    on = Library(home, models=models)
+    assert on.registry.compressor().needs_cells == 2
+    there = on.inspect("motion.mp4", 0.0, 8.0, RIGHTWARDS, fps=2.0)
+    back = on.inspect("motion.mp4", 0.0, 8.0, LEFTWARDS, fps=2.0)
+    assert [(t.start, t.end) for t in there.tokens] == [(0.0, 4.0), (4.0, 8.0)]
+    assert there.tokens_in == 16 * 5 and there.tokens_out == 2  # frame embedding + 4 cells per frame
+    assert there.tokens[0].score > there.tokens[1].score and back.tokens[1].score > back.tokens[0].score
+    assert there.best.end <= 4.0 <= back.best.start
+    # the encoder off: per-frame scores cannot tell the halves apart
+    off = Library(home, models=models, compressor="off")
+    r = off.inspect("motion.mp4", 0.0, 8.0, RIGHTWARDS, fps=2.0, max_frames=16)
+    halves = [max(f.score for f in r.top_frames if (f.ts < 4) == first) for first in (True, False)]
+    assert abs(halves[0] - halves[1]) < 0.01
+
+
+def test_the_writer_feeds_a_cells_compressor_the_clips_cells(motion_library, tmp_path):
+    """add_temporal_vectors gives a cells-trained compressor each frame's cells; a clip perceived without
+    them gets no temporal vector (rather than one from an input the weights were not trained on)."""
+    from types import SimpleNamespace
+
+    from vdisc.index.writer import add_temporal_vectors
+
+    import shutil
+
+    from vdisc.index import decode
+
+    home, models = motion_library
+    shutil.copytree(home, tmp_path / "lib")
+    home = tmp_path / "lib"
+    lib = Library(home, models=models)
+    visual, comp = lib.registry.require("visual"), lib.registry.trained_compressor()
+
+    with decode.open_video(home / "motion.mp4") as reader:
+        frames = list(reader.frames(fps=2.0, max_side=448, start=0.0, end=4.0))
+    vecs, cells = visual.encode_images_cells([rgb for _, rgb in frames], 2)
+    ts = [t for t, _ in frames]
+    with_cells = SimpleNamespace(frame_vecs=vecs, frame_ts=ts, frame_cells=cells)
+    without = SimpleNamespace(frame_vecs=vecs, frame_ts=ts)
+    (index,) = add_temporal_vectors(lib.store, lib.registry, [9001, 9002], [with_cells, without])
+    assert 9001 in set(int(i) for i in index.ids()) and 9002 not in set(int(i) for i in index.ids())
+    np.testing.assert_allclose(index.vectors([9001])[0], comp.encode_frames(vecs, ts, cells), atol=1e-6)
+    assert "2x2 cells" in index.spec.preprocessing["pooling"]
+
+
+def test_indexing_keeps_cells_for_a_cells_compressor_and_search_orders_motion(motion_library):
+    """End to end: the perceiver keeps each frame's cells for such a compressor (ClipResult.frame_cells), the
+    writer indexes the clips' temporal vectors from them, and search tells the two directions apart."""
+    home, models = motion_library
+    lib = Library(home, models=models)
+    temporal = lib.store.vectors("clip", "temporal")
+    assert len(temporal) == 2 and "2x2 cells" in temporal.spec.preprocessing["pooling"]
+
+    def first(query: str) -> tuple[float, float]:
+        hit = next(h for h in lib.search(query, level="clip").hits)
+        return hit.start, hit.end
+
+    assert first(RIGHTWARDS)[1] <= 4.01 and first(LEFTWARDS)[0] >= 3.99
+
+
+def test_a_checkpoint_keeps_the_cells_so_a_resumed_clip_still_gets_its_temporal_vector(tmp_path):
+    from vdisc.index.checkpoint import Checkpoint, ClipRecord
+
+    rng = np.random.default_rng(0)
+    with_cells = ClipRecord(0, 0.0, 4.0, 0, np.ones(8, np.float32), frame_ts=[0.5, 1.5],
+                            frame_vecs=rng.standard_normal((2, 32), dtype=np.float32),
+                            frame_cells=rng.standard_normal((2, 4, 32), dtype=np.float32))
+    without = ClipRecord(1, 4.0, 8.0, 0, np.ones(8, np.float32), frame_ts=[4.5],
+                         frame_vecs=rng.standard_normal((1, 32), dtype=np.float32))
+    ckpt = Checkpoint(tmp_path, "f" * 16, tmp_path / "v.mp4", {"format": 2})
+    ckpt.start()
+    ckpt.save_batch([with_cells, without], {"complete": False})
+    (a, b) = Checkpoint(tmp_path, "f" * 16, tmp_path / "v.mp4", {"format": 2}).load().clips
+    np.testing.assert_array_equal(a.frame_cells, with_cells.frame_cells)
+    np.testing.assert_array_equal(a.frame_vecs, with_cells.frame_vecs)
+    assert b.frame_cells is None and b.frame_vecs.shape == (1, 32)

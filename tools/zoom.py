@@ -138,7 +138,8 @@ def _look(ctx: ToolContext, frames: list[tuple[float, Any]], question: str,
     token counts.
 
     One pass of the image encoder gives what the compressor needs: token grids, or for a compressor
-    trained on frame embeddings (``cls_only``) just those. Its group tokens score the sub-windows,
+    trained on frame embeddings (``cls_only``) just those, with their pooled patch cells when it was
+    trained on them (``cells``; the same input the index gives it). Its group tokens score the sub-windows,
     in the space of its head's text model when it has one.
     """
     visual = ctx.registry.get("visual")
@@ -161,10 +162,8 @@ def _look(ctx: ToolContext, frames: list[tuple[float, Any]], question: str,
         return [], None, 0, 0, []  # a head into a text space and no text model: nothing to score with
     query = torch.from_numpy(scorer.encode([question])[0] if compressor.query_role == "text"
                              else scorer.encode_texts([question])[0])
-    if compressor.config.cls_only:
-        clip = compressor.compress(torch.from_numpy(visual.encode_images([rgb for _, rgb in frames])), times)
-    else:
-        clip = compressor.compress(visual.encode_image_tokens([rgb for _, rgb in frames]), times, grid=visual.grid)
+    # the input its weights expect: frame embeddings, + pooled patch cells (``cells``), or token grids
+    clip = compressor.compress_images(visual, [rgb for _, rgb in frames], times)
     groups = [TokenScore(start=round(a, 3), end=round(b + period, 3), score=round(float(vec.cpu() @ query), 4))
               for (a, b), vec in compressor.group_vectors(clip)]
     top = max(groups, key=lambda t: t.score)

@@ -31,6 +31,26 @@ sub-window) and a linear ``head`` into a text model's space (``text_model``,
 compared with that text model's query embedding. Mean pooling cannot tell a
 clip from its time reversal; this encoder can (see scripts/order_bench).
 
+``cells`` (with ``cls_only``): besides its unit frame embedding, each frame
+contributes ``cells x cells`` unit vectors of its patch tokens averaged over
+that coarse grid (``frame_cells``; ``VisualModel.encode_images_cells`` gives
+both in one forward pass). A frame embedding says *what* is shown but hardly
+*where* (a linear probe on the toy backbone recovers an object's x position
+with R^2 0.16 from it, 0.7 from 2x2 cells), so motion direction needs the
+cells. The sequence is frame by frame ``[frame, cell (0,0), (0,1), ...]``;
+the clip vector is still pooled over the frame positions only, so an
+untrained encoder stays exactly mean pooling. ``cells = 0`` (checkpoints
+from before it) is the CLS-only input.
+
+``standardize`` (with ``cls_only``): the encoder mixes each input slot (the
+frame embedding, each cell) standardised by the training set's per-dimension
+mean and std (buffers ``in_mean`` / ``in_std``, set by ``fit_inputs`` and
+saved with the weights) and maps its output back, and the head reads the
+pooled embedding standardised the same way. A frozen backbone's embeddings
+can share one dominant direction (the toy backbone's frame embeddings differ
+by ~2% between clips), which leaves what distinguishes them too small to
+learn from; standardised, an untrained encoder is still the identity.
+
 The selective scan itself lives in :mod:`vdisc.index.models.scan`.
 """
 
@@ -72,6 +92,12 @@ class CompressorConfig(BaseModel):
     text_dim: int | None = Field(None, gt=0)  # a linear head into this text space
     text_model: str | None = None  # the text model's spec key whose queries the head's vectors answer
     backbone: str | None = None  # the visual model's spec key the compressor was trained on
+    # with cls_only: each frame also feeds cells x cells unit pooled patch cells after its frame embedding
+    # (the index then stores them per sampled frame); 0: the frame embedding only (older checkpoints)
+    cells: int = Field(0, ge=0)
+    # with cls_only: the encoder and the head see each input slot (frame embedding, each cell) standardised
+    # by the training set's per-dimension mean and std (buffers in_mean / in_std, saved with the weights)
+    standardize: bool = False
 
     @property
     def d_inner(self) -> int:
@@ -166,6 +192,12 @@ class ClipCompressor(nn.Module):
         self.blocks = nn.ModuleList(BiMambaBlock(self.config) for _ in range(self.config.n_layers))
         # a linear probe from the pooled clip embedding into the text space (n_layers=0: mean pooling + probe)
         self.head = nn.Linear(self.config.dim, self.config.text_dim) if self.config.text_dim else None
+        if self.config.standardize:
+            if not self.config.cls_only:
+                raise ValueError("standardize needs cls_only (fixed input slots: the frame embedding and its cells)")
+            slots = 1 + self.config.cells ** 2
+            self.register_buffer("in_mean", torch.zeros(slots, self.config.dim))
+            self.register_buffer("in_std", torch.ones(slots, self.config.dim))
 
     @classmethod
     def for_visual(cls, visual: Any, **kwargs: Any) -> "ClipCompressor":
@@ -186,8 +218,36 @@ class ClipCompressor(nn.Module):
         return "text" if self.head is not None else "visual"
 
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Retrieval vectors (unit) of pooled embeddings (..., dim): through the head when there is one."""
-        return F.normalize(self.head(pooled) if self.head is not None else pooled, dim=-1)
+        """Retrieval vectors (unit) of pooled embeddings (..., dim): through the head when there is one
+        (on the pooled embedding standardised like a frame embedding, with ``standardize``)."""
+        if self.head is None:
+            return F.normalize(pooled, dim=-1)
+        if self.config.standardize:
+            pooled = (pooled - self.in_mean[0]) / self.in_std[0]
+        return F.normalize(self.head(pooled), dim=-1)
+
+    def fit_inputs(self, x: torch.Tensor) -> None:
+        """Set the standardisation (``standardize``) from training inputs: (n, T, dim) frame embeddings or
+        (n, T, 1 + cells^2, dim) frames + cells, as ``embed_sequences`` takes them."""
+        if not self.config.standardize:
+            return
+        x = x.float()
+        x = (x[:, :, None] if x.dim() == 3 else x)[:, :, : self.in_mean.shape[0]]
+        x = F.normalize(x, dim=-1).reshape(-1, x.shape[2], x.shape[3])
+        with torch.no_grad():
+            std = x.std(0)
+            self.in_mean.copy_(x.mean(0))
+            self.in_std.copy_(std.clamp_min(1e-3 * float(std.mean()) + 1e-12))
+
+    def _mix(self, seq: torch.Tensor, n_tok: int) -> torch.Tensor:
+        """``encode`` of (B, L, dim) sequences of frames of ``n_tok`` slots, in the standardised space
+        when ``standardize`` (and back: an untrained encoder stays the identity)."""
+        if not self.config.standardize:
+            return self.encode(seq)
+        B, L, dim = seq.shape
+        mu = self.in_mean[:n_tok].repeat(L // n_tok, 1)
+        sd = self.in_std[:n_tok].repeat(L // n_tok, 1)
+        return self.encode((seq - mu) / sd) * sd + mu
 
     def spec_dict(self, source: str) -> dict[str, Any]:
         """What a temporal vector index records of this compressor: file hash, backbone, pooling, text space."""
@@ -203,13 +263,36 @@ class ClipCompressor(nn.Module):
         self._spec = {"role": "compressor", "ref": source, "model_id": f"compressor:{digest.hexdigest()[:16]}",
                       "dim": c.text_dim or c.dim, "preprocessing": {
                           "backbone": c.backbone, "text_model": c.text_model, "layers": c.n_layers,
-                          "pooling": f"{'cls' if c.cls_only else 'grid'}, window {c.window or 'all'}, "
-                                     "mean of unit CLS"}}
+                          "pooling": f"{'cls' if c.cls_only else 'grid'}"
+                                     f"{f' + {c.cells}x{c.cells} cells' if c.cells else ''}, "
+                                     f"window {c.window or 'all'}, mean of unit CLS"}}
         return self._spec  # weights do not change once loaded (training builds a new spec per save)
 
-    def encode_frames(self, frame_vecs: np.ndarray, times: Any) -> np.ndarray:
-        """The temporal vector of one clip from its stored unit frame embeddings (T, dim) (index time)."""
-        clip = self.compress(torch.from_numpy(np.asarray(frame_vecs, np.float32)), times, cls_only=True)
+    @property
+    def needs_cells(self) -> int:
+        """Cells per side each frame must bring besides its embedding (0: the frame embedding alone)."""
+        return self.config.cells if self.config.cls_only else 0
+
+    def frame_inputs(self, frame_vecs: Any, frame_cells: Any = None) -> torch.Tensor:
+        """The per-frame input this compressor was trained on: (T, dim) frame embeddings, or with ``cells``
+        (T, 1 + cells^2, dim) = each frame's embedding followed by its ``frame_cells`` (T, cells^2, dim)."""
+        vecs = torch.as_tensor(np.asarray(frame_vecs, np.float32)) if not torch.is_tensor(frame_vecs) else frame_vecs
+        k = self.needs_cells
+        if not k:
+            return vecs
+        if frame_cells is None:
+            raise ValueError(f"this compressor was trained on frames with {k}x{k} patch cells; none were given")
+        cells = torch.as_tensor(np.asarray(frame_cells, np.float32)) if not torch.is_tensor(frame_cells) \
+            else frame_cells
+        if cells.shape != (vecs.shape[0], k * k, vecs.shape[-1]):
+            raise ValueError(f"frame cells must be ({vecs.shape[0]}, {k * k}, {vecs.shape[-1]}), "
+                             f"got {tuple(cells.shape)}")
+        return torch.cat([vecs[:, None].to(cells.dtype), cells], 1)
+
+    def encode_frames(self, frame_vecs: np.ndarray, times: Any, frame_cells: np.ndarray | None = None) -> np.ndarray:
+        """The temporal vector of one clip from its stored unit frame embeddings (T, dim) (index time),
+        with their pooled patch cells (T, cells^2, dim) when the compressor was trained on them."""
+        clip = self.compress(self.frame_inputs(frame_vecs, frame_cells), times, cls_only=True)
         return clip.vector.float().cpu().numpy()
 
     # -- the encoder ---------------------------------------------------------
@@ -254,12 +337,23 @@ class ClipCompressor(nn.Module):
             tokens, t_all = tokens[keep], t_all[keep]
             T = len(keep)
         P = per_frame - 1
+        if self.needs_cells and P == self.needs_cells ** 2:
+            grid = (self.needs_cells, self.needs_cells)  # already pooled: frame_inputs
         if grid is None:
             grid = _square_grid(P) if P else (0, 0)
         elif grid[0] * grid[1] != P:
             raise ValueError(f"grid {grid} does not hold {P} patch tokens")
         cls_only = cls_only or self.config.cls_only
-        x = tokens[:, :1] if cls_only or P == 0 else tokens
+        k = self.needs_cells
+        if k:  # frame embedding + its k x k cells: given as such, or pooled here from a full token grid
+            if P != k * k:
+                if P == 0:
+                    raise ValueError(f"this compressor was trained on frames with {k}x{k} patch cells; "
+                                     "only frame embeddings were given")
+                tokens = torch.cat([tokens[:, :1], pool_cells(tokens[:, 1:], grid, k)], 1)
+            x = tokens
+        else:
+            x = tokens[:, :1] if cls_only or P == 0 else tokens
         x = x.to(self.device, torch.float32)
         if self.config.cls_only:  # trained on unit frame embeddings (what the index stores)
             x = F.normalize(x, dim=-1)
@@ -269,18 +363,18 @@ class ClipCompressor(nn.Module):
         enc = self._encode_windows(x, self.config.window or T)
 
         cls = F.normalize(enc[:, 0], dim=-1)
-        pooled = cls.mean(0)
+        pooled = _time_mean(cls, 0)
         embedding = F.normalize(pooled, dim=0)
         vector = self.project(pooled)
 
-        tp, sp, with_patches = self._pools(T, grid, n_tok > 1)
+        tp, sp, with_patches = self._pools(T, grid, n_tok > 1 and not self.config.cls_only)
         if self.config.window:
             tp = self.config.window  # a group is a window: its token is that sub-window's own encoding
         out, spans, cells = [], [], []
         for g0 in range(0, T, tp):
             grp = enc[g0 : g0 + tp].mean(0)  # (n_tok, dim)
             if self.config.cls_only:  # the same pooling as the clip vector, so a group scores like a clip
-                grp = cls[g0 : g0 + tp].mean(0, keepdim=True)
+                grp = _time_mean(cls[g0 : g0 + tp], 0)[None]
             span = (float(t_all[g0]), float(t_all[min(g0 + tp, T) - 1]))
             out.append(grp[:1])
             spans.append(span)
@@ -299,26 +393,34 @@ class ClipCompressor(nn.Module):
         full = (T // w) * w
         parts = []
         if full:
-            parts.append(self.encode(x[:full].reshape(T // w, w * n_tok, dim)).reshape(full, n_tok, dim))
+            parts.append(self._mix(x[:full].reshape(T // w, w * n_tok, dim), n_tok).reshape(full, n_tok, dim))
         if full < T:
-            parts.append(self.encode(x[full:].reshape(1, (T - full) * n_tok, dim)).reshape(T - full, n_tok, dim))
+            parts.append(self._mix(x[full:].reshape(1, (T - full) * n_tok, dim), n_tok).reshape(T - full, n_tok, dim))
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def embed_sequences(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batched CLS-only forward for training: B clips of T frames (B, T, dim) -> (embedding, vector).
+        """Batched CLS-only forward for training: B clips of T frames (B, T, dim), or with ``cells``
+        (B, T, 1 + cells^2, dim) (``frame_inputs`` per clip) -> (embedding, vector).
 
         The same numbers as ``forward(..., cls_only=True)`` clip by clip, in one pass.
         """
         x = x.to(self.device, torch.float32)
+        if x.dim() == 3:
+            x = x[:, :, None]
+        if self.needs_cells and x.shape[2] != 1 + self.needs_cells ** 2:
+            raise ValueError(f"this compressor expects (B, T, {1 + self.needs_cells ** 2}, dim) frame inputs, "
+                             f"got {tuple(x.shape)}")
+        x = x[:, :, :1 + self.needs_cells ** 2] if self.needs_cells else x[:, :, :1]
         if self.config.cls_only:
             x = F.normalize(x, dim=-1)
-        B, T, dim = x.shape
+        B, T, n_tok, dim = x.shape
         w = min(self.config.window or T, T)
         full = (T // w) * w
-        parts = [self.encode(x[:, :full].reshape(B * (T // w), w, dim)).reshape(B, full, dim)]
+        parts = [self._mix(x[:, :full].reshape(B * (T // w), w * n_tok, dim), n_tok).reshape(B, full, n_tok, dim)]
         if full < T:
-            parts.append(self.encode(x[:, full:]))
-        pooled = F.normalize(torch.cat(parts, 1), dim=-1).mean(1)
+            parts.append(self._mix(x[:, full:].reshape(B, (T - full) * n_tok, dim), n_tok)
+                         .reshape(B, T - full, n_tok, dim))
+        pooled = _time_mean(F.normalize(torch.cat(parts, 1)[:, :, 0], dim=-1), 1)
         return F.normalize(pooled, dim=-1), self.project(pooled)
 
     def group_vectors(self, clip: CompressedClip) -> list[tuple[tuple[float, float], torch.Tensor]]:
@@ -335,14 +437,24 @@ class ClipCompressor(nn.Module):
 
     def compress_images(self, visual: Any, images: Sequence[np.ndarray], times: Any,
                         cls_only: bool = False) -> CompressedClip:
-        """Sample, encode (``visual.encode_image_tokens``) and compress one clip's frames.
+        """Sample, encode and compress one clip's frames, with the input the compressor was trained on:
+        frame embeddings (``cls_only``), frame embeddings + pooled cells (``cells``, one forward pass:
+        ``visual.encode_images_cells``), else token grids (``visual.encode_image_tokens``).
 
         Frames beyond ``max_frames`` are dropped before the image encoder runs.
         """
         t_all = np.asarray(times, np.float64).reshape(-1)
         keep = self.sample_indices(len(images))
-        toks = visual.encode_image_tokens([images[i] for i in keep])
-        return self.compress(toks, t_all[keep], cls_only=cls_only, frames_in=len(images), grid=visual.grid)
+        kept = [images[i] for i in keep]
+        grid = None
+        if self.needs_cells:
+            vecs, cells = visual.encode_images_cells(kept, self.needs_cells)
+            toks = self.frame_inputs(vecs, cells)
+        elif self.config.cls_only:
+            toks = torch.from_numpy(visual.encode_images(kept))
+        else:
+            toks, grid = visual.encode_image_tokens(kept), visual.grid
+        return self.compress(toks, t_all[keep], cls_only=cls_only, frames_in=len(images), grid=grid)
 
     def _pools(self, T: int, grid: tuple[int, int], patches: bool) -> tuple[int, int, bool]:
         """(temporal_pool, spatial_pool, keep patches), coarsened to fit tokens_per_clip."""
@@ -386,6 +498,13 @@ class ClipCompressor(nn.Module):
         return model.to(map_location).eval()
 
 
+def _time_mean(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """The mean over frames, accumulated in float64: mean pooling gives a clip and its time reversal the
+    very same vector (a float32 sum in another order differs in the last bits, which a standardised
+    head would magnify into a spurious preference)."""
+    return x.double().mean(dim).to(x.dtype) if x.dtype != torch.float64 else x.mean(dim)
+
+
 def _square_grid(P: int) -> tuple[int, int]:
     side = math.isqrt(P)
     if side * side != P:
@@ -403,6 +522,16 @@ def _pool_grid(patches: torch.Tensor, grid: tuple[int, int], s: int) -> tuple[to
             out.append(g[r * s : (r + 1) * s, c * s : (c + 1) * s].mean((0, 1)))
             cells.append((r, c))
     return torch.stack(out), cells
+
+
+def pool_cells(patches: torch.Tensor, grid: tuple[int, int], k: int) -> torch.Tensor:
+    """(..., rows*cols, dim) row-major patch tokens -> (..., k*k, dim): means over a k x k split of the
+    grid (``adaptive_avg_pool2d``'s regions; edge regions overlap by a row where the grid does not divide)."""
+    rows, cols = grid
+    lead, dim = patches.shape[:-2], patches.shape[-1]
+    g = patches.reshape(-1, rows, cols, dim).permute(0, 3, 1, 2)
+    out = F.adaptive_avg_pool2d(g, k).permute(0, 2, 3, 1).reshape(*lead, k * k, dim)
+    return out
 
 
 def temporal_query(registry: Any, query: str, index_key: str | None) -> np.ndarray | None:

@@ -36,21 +36,22 @@ Two forms, and why
 ``"chunked"`` (training)
     Autograd through a step loop records a few tiny ops per time step, and the
     backward pass then walks ``L`` steps of tiny kernels one at a time: slow.
-    The chunked form splits ``L`` into chunks of ``chunk`` steps (64). Inside a
-    chunk all steps are computed at once by a log-depth (Hillis-Steele)
-    doubling scan over the log-decays: after level ``k`` every position holds
-    the recurrence over the last ``2k`` steps, and the decay over a window is
-    ``exp(w)`` with ``w`` the window sum of ``dA`` (itself built by doubling, so
-    it is a sum of non-positive numbers -- no cancellation of large cumulative
-    sums and never an ``exp`` of a positive number, so nothing overflows; long
-    decays just underflow to 0 with zero gradient). The state entering the
-    chunk is added with ``exp(cumsum(dA))``, also ``<= 1``. Only the state
-    ``(batch, dim, N)`` is carried from one chunk to the next; the graph holds
-    ``O(batch * dim * chunk * N * log chunk)`` per chunk. Its forward+backward
-    is faster than autograd through the lean loop, at a few times its memory
-    (measured with ``benchmarks/scan_speed.py``; figures in README.md,
-    "Benchmarks"). A hand-written backward (reverse adjoint scan, like
-    mamba-ssm's kernel) would be the next step if training on CPU matters.
+    The chunked form is an ``autograd.Function`` with a hand-written backward,
+    the reverse adjoint scan of mamba-ssm's kernel: the forward runs the step
+    loop over chunks of ``chunk`` steps (64), computing each chunk's decays
+    ``exp(delta A)`` (``<= 1``: nothing overflows; long decays underflow to 0)
+    and inputs at once, time-leading so that a step is one contiguous slice;
+    the backward walks the chunks from the end, runs the adjoint
+    ``g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1}`` as a reverse step loop and
+    then gets every gradient (u, delta, A, B, C) as one product and reduction
+    over the chunk. Nothing is recorded per step. Up to ``SAVE_STATES``
+    elements the forward keeps its decays and states for the backward; beyond,
+    it keeps one state per chunk and the backward recomputes the chunk's
+    (memory ``O(batch * dim * chunk * N)`` plus a state per chunk). Its
+    forward+backward is several times faster than autograd through the step
+    loop on the CPU (``benchmarks/scan_backward.py``; figures in README.md).
+    The log-depth doubling scan differentiated by autograd that this form
+    replaced is kept as ``_scan_doubling`` for that benchmark.
 ``"cuda"``
     mamba-ssm's fused kernel when it is installed and the tensors are on CUDA.
 ``"auto"``
@@ -198,8 +199,9 @@ def _scan_lean(u, delta, A, B, C, dtype, chunk=_LEAN_CHUNK):
     return y, h
 
 
-def _scan_chunked(u, delta, A, B, C, dtype, chunk=CHUNK):
-    """Chunked parallel scan (doubling over log-decays); returns (y, last state)."""
+def _scan_doubling(u, delta, A, B, C, dtype, chunk=CHUNK):
+    """Chunked parallel scan (doubling over log-decays) differentiated by autograd; returns (y, last
+    state). The training form before the hand-written backward; kept for ``benchmarks/scan_backward.py``."""
     batch, dim, L = u.shape
     AA = A.to(dtype)
     uu = u.to(dtype)
@@ -225,6 +227,145 @@ def _scan_chunked(u, delta, A, B, C, dtype, chunk=CHUNK):
         ys.append((x * _bc(C, sl, dim, dtype)).sum(-1))
         h = x[:, :, -1]
     y = torch.cat(ys, -1) if ys else uu.new_zeros(batch, dim, 0)
+    return y, h
+
+
+def _bc_t(X: torch.Tensor, sl: slice, dim: int) -> torch.Tensor:
+    """B or C for the steps in ``sl``, time-leading: broadcastable to ``(T, batch, dim, N)``."""
+    if X.dim() == 2:  # (dim, N): constant over time
+        return X[None, None]
+    if X.dim() == 3:  # (batch, N, L)
+        return X[:, :, sl].permute(2, 0, 1).unsqueeze(2)
+    return X[..., sl].permute(3, 0, 1, 2).repeat_interleave(dim // X.shape[1], dim=2)  # (batch, G, N, L)
+
+
+def _reduce_bc_t(g: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """The gradient of B or C in its own layout (for a chunk's steps) from ``g`` (T, batch, dim, N),
+    the gradient of what ``_bc_t`` broadcast it to."""
+    if X.dim() == 2:  # (dim, N)
+        return g.sum((0, 1))
+    if X.dim() == 3:  # (batch, N, T)
+        return g.sum(2).permute(1, 2, 0)
+    T, b, d, N = g.shape  # (batch, G, N, T)
+    G = X.shape[1]
+    return g.reshape(T, b, G, d // G, N).sum(3).permute(1, 2, 3, 0)
+
+
+def _chunk_inputs(u, delta, A, B, sl, dim):
+    """A chunk's decays ``a = exp(delta A)`` and inputs ``x = delta u B``, time-leading (T, batch, dim, N)
+    and contiguous (each step is one contiguous slice), with its delta and u (T, batch, dim)."""
+    dl = delta[:, :, sl].permute(2, 0, 1)
+    uu = u[:, :, sl].permute(2, 0, 1)
+    a = torch.exp(dl.unsqueeze(-1) * A)
+    x = (dl * uu).unsqueeze(-1) * _bc_t(B, sl, dim)
+    return a, x.contiguous(), dl, uu
+
+
+def _steps(a: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """h_t = a_t * h_{t-1} + x_t over a chunk's steps (time-leading), from ``h``: all states."""
+    hs = torch.empty_like(x)
+    for t in range(x.shape[0]):
+        h = torch.addcmul(x[t], a[t], h, out=hs[t])
+    return hs
+
+
+#: up to this many elements (batch * dim * L * N) the forward keeps its decays and states for the
+#: backward; longer sequences keep one state per chunk and recompute the chunk's (memory O(chunk))
+SAVE_STATES = 1 << 23
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """The recurrence with a hand-written backward (the reverse adjoint scan of mamba-ssm's kernel).
+
+    Forward: per chunk of ``chunk`` steps, decays ``a = exp(delta A)`` and inputs ``x = delta u B`` for
+    the chunk at once (time-leading, so a step is one contiguous slice), then the step loop. Backward,
+    chunk by chunk from the end: the adjoint ``g_t = C_t dy_t + a_{t+1} g_{t+1}`` is a reverse step
+    loop, and every gradient is then one product and reduction over the chunk. The chunk's decays and
+    states are kept from the forward up to ``SAVE_STATES`` elements, else recomputed from the state
+    entering the chunk (memory O(batch dim chunk N) plus one state per chunk). Autograd records
+    nothing per step.
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, chunk):
+        batch, dim, L = u.shape
+        keep = batch * dim * L * A.shape[1] <= SAVE_STATES
+        h = u.new_zeros(batch, dim, A.shape[1])
+        y = u.new_empty(batch, dim, L)
+        starts, saved = [], []
+        for c0 in range(0, L, chunk):
+            sl = slice(c0, min(c0 + chunk, L))
+            a, x, _, _ = _chunk_inputs(u, delta, A, B, sl, dim)
+            starts.append(h)
+            hs = _steps(a, x, h)
+            y[:, :, sl] = (hs * _bc_t(C, sl, dim)).sum(-1).permute(1, 2, 0)
+            h = hs[-1]
+            if keep:
+                saved += [a, hs]
+        ctx.save_for_backward(u, delta, A, B, C, *starts, *saved)
+        ctx.chunk, ctx.n = chunk, len(starts)
+        return y, h.clone()
+
+    @staticmethod
+    def backward(ctx, gy, gh):
+        u, delta, A, B, C, *rest = ctx.saved_tensors
+        starts, saved = rest[: ctx.n], rest[ctx.n :]
+        chunk = ctx.chunk
+        batch, dim, L = u.shape
+        gu, gdelta = torch.empty_like(u), torch.empty_like(delta)
+        gA = torch.zeros_like(A)
+        gB = torch.zeros_like(B)
+        gC = torch.zeros_like(C)
+        carry = gh if gh is not None else u.new_zeros(batch, dim, A.shape[1])  # a_{t+1} g_{t+1}
+        if gy is None:
+            gy = torch.zeros_like(u)
+        for ci in range(ctx.n - 1, -1, -1):
+            sl = slice(ci * chunk, min((ci + 1) * chunk, L))
+            T = sl.stop - sl.start
+            if saved:
+                a, hs = saved[2 * ci], saved[2 * ci + 1]
+                dl = delta[:, :, sl].permute(2, 0, 1)
+                uu = u[:, :, sl].permute(2, 0, 1)
+            else:
+                a, x, dl, uu = _chunk_inputs(u, delta, A, B, sl, dim)
+                hs = _steps(a, x, starts[ci])
+                del x
+            gyt = gy[:, :, sl].permute(2, 0, 1).unsqueeze(-1)  # (T, b, d, 1)
+            Bt, Ct = _bc_t(B, sl, dim), _bc_t(C, sl, dim)
+            g = (gyt * Ct).contiguous()  # becomes the adjoint g_t in place
+            ag = torch.empty_like(g)  # a_t g_t
+            for t in range(T - 1, -1, -1):
+                g[t] += carry
+                carry = torch.mul(a[t], g[t], out=ag[t])
+            # y_t = <C_t, h_t>: dC = dy h; x = delta u B: dx = g; a = exp(delta A): d(delta A) = g a h_{t-1}
+            gCt = gyt * hs
+            gx_du = (g * Bt).sum(-1)  # d/d(delta u), (T, b, d)
+            gBt = g.mul_((dl * uu).unsqueeze(-1))  # g is done with
+            carry = carry.clone()  # a view of ag[0], which becomes ga below
+            ga = ag
+            ga[1:] *= hs[:-1]
+            ga[0] *= starts[ci]
+            gdelta[:, :, sl] = (gx_du * uu + (ga * A).sum(-1)).permute(1, 2, 0)
+            gu[:, :, sl] = (gx_du * dl).permute(1, 2, 0)
+            gA += torch.einsum("tbdn,tbd->dn", ga, dl)
+            if B.dim() == 2:
+                gB += _reduce_bc_t(gBt, B)
+            else:
+                gB[..., sl] = _reduce_bc_t(gBt, B)
+            if C.dim() == 2:
+                gC += _reduce_bc_t(gCt, C)
+            else:
+                gC[..., sl] = _reduce_bc_t(gCt, C)
+        return gu, gdelta, gA, gB, gC, None
+
+
+def _scan_chunked(u, delta, A, B, C, dtype, chunk=CHUNK):
+    """The training form: ``_ChunkedScan`` (hand-written backward); returns (y, last state)."""
+    batch, dim, L = u.shape
+    uu = u.to(dtype)
+    if L == 0:
+        return uu.new_zeros(batch, dim, 0), uu.new_zeros(batch, dim, A.shape[1])
+    y, h = _ChunkedScan.apply(uu, delta.to(dtype), A.to(dtype), B.to(dtype), C.to(dtype), chunk)
     return y, h
 
 

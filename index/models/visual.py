@@ -40,6 +40,48 @@ class VisualModel:
             out.append(_normalise(feats))
         return np.concatenate(out) if out else np.zeros((0, self.spec.dim), np.float32)
 
+    def encode_images_cells(self, images: list[Any], cells: int = 2) -> tuple[np.ndarray, np.ndarray]:
+        """``encode_images`` plus, from the same forward pass, each frame's patch tokens averaged over a
+        ``cells`` x ``cells`` split of the patch grid (after ``ln_post`` and ``proj``, like
+        ``encode_image_tokens``), L2-normalised: shapes (N, dim) and (N, cells^2, dim), float32.
+
+        The frame embeddings are ``encode_images``' own (the vision tower's output is read with a hook on
+        its transformer), so the frame index does not change when the cells are asked for too.
+        What a clip compressor trained with ``cells`` needs per frame at index time.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        visual = self.model.visual
+        for attr in ("transformer", "ln_post"):
+            if not hasattr(visual, attr):
+                raise ModelUnavailable(f"visual model {self.spec.ref} is not an open_clip VisionTransformer")
+        rows, cols = self.grid
+        seen: list[Any] = []
+        hook = visual.transformer.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        vecs, cell_out = [], []
+        try:
+            for i in range(0, len(images), self.batch_size):
+                batch = self.pixels(images[i : i + self.batch_size])
+                seen.clear()
+                with torch.inference_mode():
+                    feats = self.model.encode_image(batch.to(self.device, self.dtype))
+                    x = seen[-1]
+                    x = x[0] if isinstance(x, tuple) else x
+                    prefix = x.shape[1] - rows * cols  # CLS (and any register tokens) before the patches
+                    patches = visual.ln_post(x[:, prefix:]).float()
+                    g = patches.reshape(-1, rows, cols, patches.shape[-1]).permute(0, 3, 1, 2)
+                    pooled = F.adaptive_avg_pool2d(g, cells).flatten(2).transpose(1, 2)  # (n, cells^2, width)
+                    if visual.proj is not None:
+                        pooled = pooled @ visual.proj.float()
+                vecs.append(_normalise(feats))
+                cell_out.append(F.normalize(pooled, dim=-1).cpu().numpy().astype(np.float32))
+        finally:
+            hook.remove()
+        if not vecs:
+            return np.zeros((0, self.spec.dim), np.float32), np.zeros((0, cells * cells, self.spec.dim), np.float32)
+        return np.concatenate(vecs), np.concatenate(cell_out)
+
     @property
     def grid(self) -> tuple[int, int]:
         """The patch grid (rows, cols) of the vision tower's token output."""
