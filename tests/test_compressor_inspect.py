@@ -135,30 +135,37 @@ APPEARS = "a red square appears on an empty screen"
 DISAPPEARS = "a red square disappears, leaving an empty screen"
 
 
+def _write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
+    """``frames`` (RGB, SIZE x SIZE) as a near-lossless H.264 file at ``fps``."""
+    import av
+
+    from vdisc.evaluation.order_bench import SIZE
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width = stream.height = SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "12"}
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
 def _order_video(path: Path, fps: int = 2, seconds: float = 4.0) -> Path:
     """A red square appears on an empty screen (first ``seconds``), then the same frames backwards: it
     disappears. The halves hold the same pictures, only their order differs (at 2 fps every frame is one
     the index and inspect sample)."""
-    import av
-
-    from vdisc.evaluation.order_bench import SIZE, _canvas, _draw
+    from vdisc.evaluation.order_bench import _canvas, _draw
 
     bg = _canvas(np.random.default_rng(3))
     n = int(fps * seconds)
     shown = np.clip(_draw(bg, "square", "red", 30, 34, 8), 0, 255).astype(np.uint8)
     empty = np.clip(bg, 0, 255).astype(np.uint8)
     appear = [empty if i < n // 2 else shown for i in range(n)]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width = stream.height = SIZE
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12"}
-        for rgb in appear + appear[::-1]:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return _write_video(path, appear + appear[::-1], fps)
 
 
 @pytest.fixture(scope="module")
@@ -228,24 +235,12 @@ LEFTWARDS = "a red square moves from right to left"
 def _motion_video(path: Path, fps: int = 2, seconds: float = 4.0) -> Path:
     """A red square crosses the screen left to right (first ``seconds``), then the same frames backwards:
     right to left. Every frame of one half has its twin in the other; only the order says which is which."""
-    import av
-
-    from vdisc.evaluation.order_bench import SIZE, _canvas, _draw
+    from vdisc.evaluation.order_bench import _canvas, _draw
 
     bg = _canvas(np.random.default_rng(4))
     n = int(fps * seconds)
     there = [np.clip(_draw(bg, "square", "red", x, 30, 9), 0, 255).astype(np.uint8) for x in np.linspace(14, 50, n)]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width = stream.height = SIZE
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12"}
-        for rgb in there + there[::-1]:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return _write_video(path, there + there[::-1], fps)
 
 
 @pytest.fixture(scope="module")

@@ -85,14 +85,20 @@ def test_batched_training_path_matches_the_clip_by_clip_forward(held_out) -> Non
     np.testing.assert_allclose(got, vec[0].detach().numpy(), atol=1e-5)
 
 
-def test_training_resumes_from_its_checkpoint_exactly(held_out, tmp_path) -> None:
-    pairs = ob.pairs_of(held_out)[:24]
+@pytest.mark.parametrize("cells", [0, 2], ids=["frames", "cells-with-twins"])
+def test_training_resumes_from_its_checkpoint_exactly(held_out, tmp_path, cells) -> None:
+    """Stopped after step 3 with a checkpoint at step 2, training resumes there and ends as an unbroken run:
+    the same losses and the same weights (input statistics included, for the cells encoder)."""
+    pairs = ob.pairs_of(held_out, cells)[:24]
 
     def fresh() -> ClipCompressor:
         torch.manual_seed(0)
-        return ClipCompressor(CompressorConfig(dim=32, n_layers=1, cls_only=True, window=ob.FRAMES, text_dim=384))
+        return ClipCompressor(CompressorConfig(dim=32, n_layers=1, cls_only=True, window=ob.FRAMES, text_dim=384,
+                                               cells=cells, standardize=bool(cells)))
 
-    whole = train(pairs, fresh(), (0, 0), tmp_path / "a.safetensors", steps=4, batch_size=8, lr=3e-3, distill=0.0)
+    kw = dict(steps=4, batch_size=8, lr=3e-3, distill=0.0, twin=4.0 if cells else 0.0)
+    whole = train(pairs, fresh(), (0, 0), tmp_path / "a.safetensors", **kw)
+    assert all(np.isfinite(whole.losses))
 
     class Stop(Exception):
         pass
@@ -103,13 +109,15 @@ def test_training_resumes_from_its_checkpoint_exactly(held_out, tmp_path) -> Non
 
     out = tmp_path / "b.safetensors"
     with pytest.raises(Stop):
-        train(pairs, fresh(), (0, 0), out, steps=4, batch_size=8, lr=3e-3, distill=0.0, checkpoint_every=2,
-              on_step=crash)
+        train(pairs, fresh(), (0, 0), out, checkpoint_every=2, on_step=crash, **kw)
     assert Path(str(out) + ".ckpt").is_file()
-    resumed = train(pairs, fresh(), (0, 0), out, steps=4, batch_size=8, lr=3e-3, distill=0.0, checkpoint_every=2,
-                    resume=True)
+    resumed = train(pairs, fresh(), (0, 0), out, checkpoint_every=2, resume=True, **kw)
     assert resumed.resumed_from == 2 and not Path(str(out) + ".ckpt").exists()
     assert resumed.losses == whole.losses
+    a, b = ClipCompressor.load(whole.path), ClipCompressor.load(resumed.path)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    if cells:
+        assert float(a.in_std.min()) > 0 and not torch.equal(a.in_mean, torch.zeros_like(a.in_mean))
     a, b = ClipCompressor.load(whole.path), ClipCompressor.load(resumed.path)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
@@ -139,30 +147,3 @@ def test_cells_batched_training_path_matches_the_clip_by_clip_forward(held_out) 
     np.testing.assert_allclose(got, vec[0].detach().numpy(), atol=1e-5)
 
 
-def test_cells_training_with_twins_resumes_exactly(held_out, tmp_path) -> None:
-    pairs = ob.pairs_of(held_out, 2)[:24]
-
-    def fresh() -> ClipCompressor:
-        torch.manual_seed(0)
-        return ClipCompressor(CompressorConfig(dim=32, n_layers=1, cls_only=True, window=ob.FRAMES, text_dim=384,
-                                               cells=2, standardize=True))
-
-    kw = dict(steps=4, batch_size=8, lr=3e-3, distill=0.0, twin=4.0)
-    whole = train(pairs, fresh(), (0, 0), tmp_path / "a.safetensors", **kw)
-    assert all(np.isfinite(whole.losses))
-
-    class Stop(Exception):
-        pass
-
-    def crash(step: int, loss: float) -> None:
-        if step == 3:
-            raise Stop
-
-    out = tmp_path / "b.safetensors"
-    with pytest.raises(Stop):
-        train(pairs, fresh(), (0, 0), out, checkpoint_every=2, on_step=crash, **kw)
-    resumed = train(pairs, fresh(), (0, 0), out, checkpoint_every=2, resume=True, **kw)
-    assert resumed.resumed_from == 2 and resumed.losses == whole.losses
-    a, b = ClipCompressor.load(whole.path), ClipCompressor.load(resumed.path)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    assert float(a.in_std.min()) > 0 and not torch.equal(a.in_mean, torch.zeros_like(a.in_mean))
