@@ -172,11 +172,16 @@ def _order_video(path: Path, fps: int = 2, seconds: float = 4.0) -> Path:
 def order_library(tmp_path_factory, test_models):
     """The fixture indexed at 2 fps in 4 s clips (8 frames each, the trained window), with the committed
     order-bench weights as the library's trained compressor."""
+    home = tmp_path_factory.mktemp("order-lib")
+    return _trained_library(home, _order_video(home / "order.mp4"), ORDER_WEIGHTS, test_models)
+
+
+def _trained_library(home: Path, video: Path, weights: Path, test_models: dict) -> tuple[Path, dict]:
+    """``video`` indexed at 2 fps in 4 s clips (8 frames each, the trained window) with ``weights`` as the
+    library's trained compressor; no speech or text channels."""
     import shutil
 
-    home = tmp_path_factory.mktemp("order-lib")
-    video = _order_video(home / "order.mp4")
-    shutil.copy(ORDER_WEIGHTS, home / "compressor.safetensors")
+    shutil.copy(weights, home / "compressor.safetensors")
     models = {**test_models, "asr": "none", "ocr": "none"}
     lib = Library(home, device="cpu", models=models, fps=2.0, clip_seconds=4.0, min_clip_seconds=0.5)
     lib.index(video)
@@ -246,15 +251,8 @@ def _motion_video(path: Path, fps: int = 2, seconds: float = 4.0) -> Path:
 @pytest.fixture(scope="module")
 def motion_library(tmp_path_factory, test_models):
     """The motion fixture indexed at 2 fps in 4 s clips, the cells-trained weights as the library's compressor."""
-    import shutil
-
     home = tmp_path_factory.mktemp("motion-lib")
-    video = _motion_video(home / "motion.mp4")
-    shutil.copy(CELLS_WEIGHTS, home / "compressor.safetensors")
-    models = {**test_models, "asr": "none", "ocr": "none"}
-    lib = Library(home, device="cpu", models=models, fps=2.0, clip_seconds=4.0, min_clip_seconds=0.5)
-    lib.index(video)
-    return home, models
+    return _trained_library(home, _motion_video(home / "motion.mp4"), CELLS_WEIGHTS, test_models)
 
 
 def test_cells_trained_weights_ground_inspect_on_motion_direction(motion_library):
