@@ -329,7 +329,7 @@ def distinct_moments(hits: Sequence[dict[str, Any]], description: str, scorer: S
 SAME_EVENT = 0.8  # a moment counts as another occurrence of a side's event when its text is this close to the best
 
 
-def first_moments(hits: Sequence[dict[str, Any]], sides: Sequence[str], scorer: Scorer | None
+def first_moments(hits: Sequence[dict[str, Any]], sides: Sequence[str], scorer: Scorer
                   ) -> list[dict[str, Any] | None]:
     """For "which comes first, A or B": each side's earliest moment among ``hits`` (both sides' searches
     pooled, since a moment found by one side's search may be the other's), or None.
@@ -338,12 +338,11 @@ def first_moments(hits: Sequence[dict[str, Any]], sides: Sequence[str], scorer: 
     least as well as any other (a moment is one event, not both), clears TEXT_FLOOR, and scores at least
     SAME_EVENT of the side's best moment: the event itself again, not something merely near its topic (an
     early title that shares one word with a side must not decide the order). Of the hits for that first
-    moment, the event (utterance or text track) is reported: it has the moment's true extent. Without a
-    scorer: the earliest relevant moment of the hits for each side (``earliest``).
+    moment, the event (utterance or text track) is reported: it has the moment's true extent.
     """
     fine = [h for h in hits if h["level"] not in COARSE and h.get("snippet")]
-    if scorer is None or not fine:
-        return [earliest(hits, side, None) for side in sides]
+    if not fine:
+        return [None for _ in sides]
     texts = list(dict.fromkeys(h["snippet"] for h in fine))
     sims = {side: dict(zip(texts, (float(x) for x in scorer(side, texts)))) for side in sides}
     out: list[dict[str, Any] | None] = []
