@@ -207,7 +207,7 @@ class OfflinePlanner:
         """Route by question type (``reader.kind``): counts, orders and topics have their own steps; every
         other question locates its moment, and the reader turns the grounded evidence into the short answer."""
         question = state["question"]
-        ask = reader.kind(question)
+        ask = question_kind(question)
         if ask == "count":
             return self._count(question, state, must_answer)
         if ask == "order":
@@ -572,6 +572,16 @@ class OfflinePlanner:
 
 
 # ---- the question's words ----------------------------------------------------------------------
+def question_kind(question: str) -> str:
+    """``reader.kind`` of the clause that asks: in "what caption is shown while they say how much butter to
+    melt" the anchor ("while ...") places the moment, and the main clause says what is wanted (text)."""
+    ask = reader.kind(question)
+    when = parse_time(question)
+    if ask in ("when", "quantity", "text", "name", "other") and when.anchor is not None:
+        return reader.kind(when.text)
+    return ask
+
+
 def describe(text: str) -> str:
     """A text without its framing words (time words already read): the description of the moment."""
     out = " ".join(FRAMING.sub(" ", text.replace("?", " ")).split()).strip(" ,.;:!")

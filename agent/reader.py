@@ -24,17 +24,14 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Sequence
 
+from vdisc.numwords import SCALES, TENS, UNITS, answer_key
 from vdisc.timefmt import hms
 from vdisc.tools.search import COARSE, ORDER_FRACTION, TEXT_FLOOR
 
 Scorer = Callable[[str, list[str]], Sequence[float]]  # similarity of each text to a query
 NOT_FOUND = "not found"
 
-# English grammar, not a data set: the words that are numbers, the words that ask.
-UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-         "seventeen eighteen nineteen").split()
-TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
-SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+# English grammar, not a data set: the words that are numbers (``numwords``), the words that ask.
 NUMBER_WORD = r"(?:" + "|".join(UNITS + TENS + list(SCALES) + ["a dozen", "dozen", "half", "a half"]) + r")"
 NUMBER = re.compile(
     r"(?P<cur>[$€£¥])?\s?(?P<num>\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?|\d+(?:[.,]\d+)*|"
@@ -48,16 +45,27 @@ STOP = frozenset(
 
 COUNT = re.compile(r"\bhow (many (\w+ ){0,2}times|often)\b|\bhow many (\w+ )?(occasions|moments)\b",
                    re.IGNORECASE)
-TOPIC = re.compile(r"\b(what('s| is| are)? (this|the) (whole |entire )?(video|clip|film|movie|recording|talk)"
-                   r"( \w+)? about|what is (it|this) about|(main )?topic of|summar(y|ise|ize))\b", re.IGNORECASE)
+_WHOLE = r"(this|the) (whole |entire |full |long |short )?(video|clip|film|movie|recording|talk|programme|program|show)"
+# about the whole video: what it is about, its topic or summary, or what it mostly is, shows or holds
+TOPIC = re.compile(rf"\b(what('s| is| are)? {_WHOLE}( \w+)? about|what is (it|this) about|(main )?topic of|"
+                   rf"summar(y|ise|ize)|what (is|does|do) {_WHOLE} (mostly|mainly|largely|chiefly|generally|"
+                   r"primarily|overall)\b)", re.IGNORECASE)
 WHEN = re.compile(r"^\s*(when\b|at what (point|moment)|at which (point|moment)|how far into)", re.IGNORECASE)
-QUANTITY = re.compile(r"\bhow (many|much|long|far|old|big|tall|high|fast|heavy)\b|\bwhat (percentage|percent|share|"
-                      r"number|price|amount|time|year|temperature|score|speed|size|cost)\b", re.IGNORECASE)
+# The nouns of measure: a question whose wh-phrase is headed by one ("what wind speed", "what is the number
+# of the bay") asks for a number, whatever words modify the noun.
+MEASURE_NOUN = (r"(percentage|percent|share|number|price|amount|time|year|date|temperature|score|speed|size|cost|"
+                r"rate|distance|duration|age|weight|height|length|total|count|figure)")
+QUANTITY = re.compile(r"\bhow (many|much|long|far|old|big|tall|high|fast|heavy)\b|\b(what|which)\s+((is|was|are|were)"
+                      rf"\s+)?(the\s+)?([a-z]+\s+){{0,2}}?{MEASURE_NOUN}s?\b",
+                      re.IGNORECASE)
 MEASURE = re.compile(r"\bhow (long|far|old|big|tall|high|fast|heavy|much)\b", re.IGNORECASE)
 AUX = frozenset("does do did is are was were will can could should would has have had".split())
 TEXT = re.compile(r"\bwhat (does|do|did) (the |that |this )?(\w+ ){0,2}(say|read)\b|\bwhat('s| is| was)? "
                   r"(written|displayed|printed|shown|said|spoken|on (the )?(screen|sign))\b|"
                   r"\bwhat (text|words?|title|caption|label)\b", re.IGNORECASE)
+PERSON = re.compile(r"\b(who|whom|whose|names?|surname|called)\b", re.IGNORECASE)
+LAST_NAME = re.compile(r"\b(surname|family name|last name)\b", re.IGNORECASE)
+FIRST_NAME = re.compile(r"\b(first|given|christian) name\b", re.IGNORECASE)
 NAME = re.compile(r"^\s*(which|what|who|whom|whose|where)\b", re.IGNORECASE)
 ORDER = re.compile(r"\bwhich (\w+ ){0,3}(first|earlier|sooner)\b|\b(first|earlier)\s*[,:]", re.IGNORECASE)
 BEFORE = re.compile(r"^\s*(does|do|did|is|was)\s+(?P<a>.+?)\s+(happen |come |appear |occur )?(before|earlier "
@@ -215,7 +223,10 @@ def read_name(question: str, evidence: str, scorer: Scorer | None = None) -> str
     tie, English word order decides: a question whose verb follows an auxiliary ("what does she bring")
     asks for an object, which follows the verb, else ("who caught the ball") for a subject, before it.
     When the question shares no word with the evidence (a paraphrase) and a ``scorer`` is given, the run
-    least like the question is the answer: the others restate what it asks about."""
+    least like the question is the answer: the others restate what it asks about. A question that asks
+    for a name ("who", "name", "surname", "called") takes the capitalised stretches of the runs, when
+    there are any (a name is written so; which capitalised word is a person's is not known: a weekday
+    near the question's words can win), and a surname or first name is the last or first word of it."""
     toks = _tokens(evidence)
     qstems = {_stem(w) for w, _, _ in _tokens(question)}
     novel = [w.lower() not in STOP and _stem(w) not in qstems for w, _, _ in toks]
@@ -232,6 +243,9 @@ def read_name(question: str, evidence: str, scorer: Scorer | None = None) -> str
             i += 1
     if not runs:
         return None
+    if PERSON.search(question):  # a name is asked for: a person's or a thing's name is written capitalised
+        proper = [r for run in runs for r in _proper_runs(evidence, toks, run)]
+        runs = proper or runs
     want = _content_stems(question)
     anchors = [k for k, (w, _, _) in enumerate(toks) if _stem(w) in want]
     words = [w.lower() for w, _, _ in _tokens(question)]
@@ -260,19 +274,45 @@ def read_name(question: str, evidence: str, scorer: Scorer | None = None) -> str
     head = re.match(r"^\s*(?:which|what)\s+([A-Za-z]+)", question, re.IGNORECASE)
     if head and a > 0 and _stem(toks[a - 1][0]) == _stem(head.group(1)) and head.group(1).lower() not in STOP:
         a -= 1
+    if LAST_NAME.search(question):
+        a = b
+    elif FIRST_NAME.search(question):
+        b = a
     return evidence[toks[a][1]:toks[b][2]].strip(" ,.;:!?\"'")
+
+
+def _proper_runs(evidence: str, toks: list[tuple[str, int, int]], run: tuple[int, int]) -> list[tuple[int, int]]:
+    """The stretches of a run that are proper nouns: capitalised words, not merely opening a sentence
+    (a capitalised sentence opener counts when the next word is capitalised too: "Hannah Moore said")."""
+    def capital(k: int) -> bool:
+        return toks[k][0][:1].isupper()
+
+    def opens(k: int) -> bool:
+        return k == 0 or re.search(r"[.!?:]\s*$", evidence[toks[k - 1][2]:toks[k][1]] or "") is not None
+
+    keep = [capital(k) and (not opens(k) or (k + 1 <= run[1] and capital(k + 1))) for k in range(run[0], run[1] + 1)]
+    out, start = [], None
+    for i, ok in enumerate([*keep, False]):
+        if ok and start is None:
+            start = i
+        elif not ok and start is not None:
+            out.append((run[0] + start, run[0] + i - 1))
+            start = None
+    return out
 
 
 def read_choice(opts: Sequence[str], evidence: Sequence[str], scorer: Scorer | None) -> tuple[int, list[float]] | None:
     """The option the evidence supports best: each option's best text similarity to an evidence text
-    (the text model) plus the share of its words found in the evidence (stems, so "adds" meets "add")."""
+    (the text model) plus the share of its words found in the evidence (stems, so "adds" meets "add";
+    numbers as digits, so "ten" meets "10")."""
     texts = [t for t in dict.fromkeys(t.strip() for t in evidence) if t]
     if not opts or not texts:
         return None
-    said = {_stem(w) for t in texts for w, _, _ in _tokens(t)}
+    said = {_stem(w) for t in texts for w, _, _ in _tokens(answer_key(tidy_numbers(t)))}
     scores = []
     for opt in opts:
-        words = [_stem(w) for w, _, _ in _tokens(opt) if w.lower() not in STOP] or [_stem(opt)]
+        key = answer_key(opt)
+        words = [_stem(w) for w, _, _ in _tokens(key) if w not in STOP] or [_stem(key or opt)]
         share = sum(w in said for w in words) / len(words)
         sim = max((float(x) for x in scorer(opt, texts)), default=0.0) if scorer is not None else 0.0
         scores.append(round(sim + share, 4))
@@ -299,12 +339,18 @@ def read_topic(summary: str, scorer: Scorer | None) -> str | None:
     return parts[max(range(len(parts)), key=lambda i: (central[i], -i))].rstrip(".")
 
 
+SAME_EVENT = 0.8  # a moment counts as another occurrence of an event when its text is this close to the best
+
+
 def distinct_moments(hits: Sequence[dict[str, Any]], description: str, scorer: Scorer | None) -> list[dict[str, Any]]:
     """The distinct relevant moments among search hits, in time order: fine hits (clip, event, frame; a
     scene or video hit spans several moments) scoring at least ORDER_FRACTION of the best, whose text is
     about the description: its text similarity clears TEXT_FLOOR (the search's own bar) and is at least
-    ORDER_FRACTION of the best hit's (short texts of different things can clear the floor alone); hits
-    that overlap are one moment (the best-scored hit stands for it)."""
+    ORDER_FRACTION of the best hit's (short texts of different things can clear the floor alone); and
+    that are the thing counted again: a text holding every word of the best-matching one ("CAUTION" in
+    "FREEZER -80 CAUTION"), or one nearly as close to the description (SAME_EVENT), not another thing of
+    the same topic ("SCORE 3-1" beside "GOAL"). Hits that overlap are one moment (the best-scored hit
+    stands for it)."""
     fine = [h for h in hits if h["level"] not in COARSE]
     if not fine:
         return []
@@ -312,8 +358,11 @@ def distinct_moments(hits: Sequence[dict[str, Any]], description: str, scorer: S
     relevant = [h for h in fine if h["score"] >= ORDER_FRACTION * best]
     if scorer is not None and relevant:
         sims = [float(s) for s in scorer(description, [h["snippet"] for h in relevant])]
-        bar = max(TEXT_FLOOR, ORDER_FRACTION * max(sims, default=0.0))
-        relevant = [h for h, s in zip(relevant, sims) if s >= bar]
+        top = max(range(len(sims)), key=lambda i: sims[i])
+        bar = max(TEXT_FLOOR, ORDER_FRACTION * sims[top])
+        same = set(answer_key(relevant[top]["snippet"]).split())  # the best text: the thing counted
+        relevant = [h for h, s in zip(relevant, sims)
+                    if s >= bar and (same <= set(answer_key(h["snippet"]).split()) or s >= SAME_EVENT * sims[top])]
     groups: list[dict[str, Any]] = []
     for h in sorted(relevant, key=lambda h: (h["video"], h["start"], h["end"])):
         g = groups[-1] if groups else None
@@ -324,9 +373,6 @@ def distinct_moments(hits: Sequence[dict[str, Any]], description: str, scorer: S
         else:
             groups.append({"video": h["video"], "start": h["start"], "end": h["end"], "hit": h})
     return groups
-
-
-SAME_EVENT = 0.8  # a moment counts as another occurrence of a side's event when its text is this close to the best
 
 
 def first_moments(hits: Sequence[dict[str, Any]], sides: Sequence[str], scorer: Scorer

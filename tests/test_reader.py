@@ -23,6 +23,12 @@ from vdisc.evaluation.metrics import answer_matches
     ("what percentage of voters agreed", "quantity"),
     ("what does the banner read?", "text"),
     ("which platform does the train leave from?", "name"),
+    ("What train speed is announced?", "quantity"),  # a measure noun heads the wh-phrase, modifiers or not
+    ("What is the number of the platform?", "quantity"),
+    ("What is the name of the ship?", "name"),
+    ("What colour is the first car?", "name"),
+    ("What does the recording mainly consist of?", "topic"),  # what it mostly is, not only "about"
+    ("What is the recording showing at 2:00?", "name"),
 ])
 def test_question_kinds(question, kind):
     assert reader.kind(question) == kind
@@ -42,6 +48,34 @@ def test_a_paraphrased_question_gets_the_new_words_not_the_restated_ones():
     question = "What secret phrase is given for getting into the glass plant house?"
     assert reader.read_name(question, evidence) == "password"  # by position alone: the restated word
     assert reader.read_name(question, evidence, scorer) == "purple giraffe"
+
+
+@pytest.mark.parametrize("question,kind", [
+    ("What label is on screen while the chef says how much flour to add?", "text"),
+    ("What is said right after the counter shows how many seats are left?", "text"),
+    ("How long after the alarm starts does it stop?", "quantity"),
+    ("How many times is the logo shown after the break?", "count"),
+])
+def test_the_clause_that_asks_sets_the_kind_not_its_anchor(question, kind):
+    from vdisc.agent.offline import question_kind
+
+    assert question_kind(question) == kind
+
+
+@pytest.mark.parametrize("question,expected", [
+    ("Who signed the letter?", "Paul Weber"),
+    ("What is the surname of the person who signed the letter?", "Weber"),
+    ("What is the first name of the one who signed the letter?", "Paul"),
+])
+def test_a_name_asked_for_is_the_capitalised_run(question, expected):
+    # the name is not the run nearest "signed" ("the director"): it is the capitalised one
+    evidence = "The letter was signed by the director, Paul Weber, in his office."
+    assert reader.read_name(question, evidence) == expected
+
+
+def test_an_option_written_as_a_word_meets_the_evidence_in_digits():
+    picked = reader.read_choice(["six", "seven", "twelve"], ["The shop closes at 7 tonight."], None)
+    assert picked is not None and picked[0] == 1
 
 
 def test_transcribed_numbers_are_put_back_together():
@@ -94,6 +128,15 @@ def test_distinct_moments_merge_overlapping_hits_and_skip_coarse_ones():
 
 def _hit(level, start, end, snippet, score=0.03):
     return {"video": "v.mp4", "level": level, "start": start, "end": end, "score": score, "snippet": snippet}
+
+
+def test_a_count_is_of_the_thing_again_not_of_its_neighbours_in_topic():
+    # a scripted similarity: the exit sign is what is asked about; the ticket sign shares its topic
+    sims = {"EXIT": 0.6, "EXIT B2": 0.5, "TICKETS 4": 0.4}
+    hits = [_hit("event", 3, 6, "EXIT"), _hit("event", 20, 24, "TICKETS 4"), _hit("event", 31, 35, "EXIT"),
+            _hit("event", 50, 58, "EXIT B2")]
+    groups = reader.distinct_moments(hits, "the way out sign", lambda q, texts: [sims[t] for t in texts])
+    assert [g["hit"]["snippet"] for g in groups] == ["EXIT", "EXIT", "EXIT B2"]  # not the ticket sign
 
 
 def test_which_comes_first_reads_each_moment_against_both_sides(talk_library):
