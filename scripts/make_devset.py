@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Generate vdisc's synthetic benchmark (videos + questions), as a dev or a test split.
+"""Generate vdisc's synthetic benchmark (videos + questions), as a dev, test or holdout split.
 
 Why: the unit-test fixtures (``tests/fixtures``) are tiny and committed; an
 evaluation needs more material with known ground truth -- several short
 talks and one long "needle in a haystack" video -- plus questions whose
 wording paraphrases the content, so a system cannot answer by matching the
-question's words against the transcript/OCR. Two splits: ``dev`` to tune on
-and ``test`` to report on, from other subjects, voices, sign styles, shot
-sources and phrasings (``scripts/benchmark/dev.py`` and ``test.py`` hold
-the data and describe its format). Everything is synthetic (ffmpeg test
-sources, drawtext, espeak-ng), generated on demand and never committed.
+question's words against the transcript/OCR. Three splits: ``dev`` to tune
+on, ``test`` to report on, from other subjects, voices, sign styles, shot
+sources and phrasings, and ``holdout``, never tuned on, standing in for
+videos and questions made by other people (new subjects, names, signs and
+voices, questions paraphrased independently); ``scripts/benchmark/dev.py``,
+``test.py`` and ``holdout.py`` hold the data (``dev.py`` describes its
+format). Everything is synthetic (ffmpeg test sources, drawtext, espeak-ng),
+generated on demand and never committed.
 
 What the material holds, so the benchmark can see it: events longer than a
 sentence (a two-sentence turn), signs that stay up across a cut and a clip
@@ -36,7 +39,7 @@ What it writes into ``--out DIR``:
     parallel and joined with the concat demuxer (``-c copy``); the audio is
     one full-length WAV encoded once, so speech times are sample exact.
 
-``devset.jsonl`` (dev) / ``testset.jsonl`` (test)
+``devset.jsonl`` (dev) / ``testset.jsonl`` (test) / ``holdoutset.jsonl`` (holdout)
     One question per line::
 
         {"video": "<file in DIR>", "question": str, "spans": [[s, e], ...],
@@ -52,7 +55,7 @@ The output is deterministic for a given espeak-ng / ffmpeg version.
 
 Usage::
 
-    python scripts/make_devset.py --out DIR [--split dev|test] [--needle-minutes 60] [--quick] [--jobs N]
+    python scripts/make_devset.py --out DIR [--split dev|test|holdout] [--needle-minutes 60] [--quick] [--jobs N]
 """
 
 from __future__ import annotations
@@ -349,14 +352,16 @@ def probe_duration(path: Path) -> float:
     return float(r.stdout.strip())
 
 
-SPLITS = {"dev": ("devset.jsonl", 100), "test": ("testset.jsonl", 500)}  # file, needle seed
+SPLITS = {"dev": ("devset.jsonl", 100), "test": ("testset.jsonl", 500),
+          "holdout": ("holdoutset.jsonl", 900)}  # file, needle seed
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output directory")
     ap.add_argument("--split", choices=sorted(SPLITS), default="dev",
-                    help="dev (tune on it) or test (report on it; other videos, voices and phrasings)")
+                    help="dev (tune on it), test (report on it; other videos, voices and phrasings) or "
+                         "holdout (never tune on it; new subjects and independently paraphrased questions)")
     ap.add_argument("--needle-minutes", type=int, default=60,
                     help="length of the needle video in minutes (default 60, min 5)")
     ap.add_argument("--quick", action="store_true", help="5-minute needle video")

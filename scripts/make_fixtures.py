@@ -71,6 +71,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import subprocess
@@ -255,10 +256,31 @@ def trim_silence(x: np.ndarray, sr: int, thresh_db: float = -40.0) -> np.ndarray
     return x[loud[0] * win: (loud[-1] + 1) * win]
 
 
+@functools.lru_cache(maxsize=None)
+def check_voice(voice: str) -> None:
+    """Fail unless an espeak-ng voice with a variant ("en-us+linda") sounds unlike its base voice: espeak-ng
+    ignores a variant it does not know (names are case-sensitive) and some bases ("en-gb") ignore them all,
+    silently, which would leave a benchmark with fewer voices than it says."""
+    base, _, variant = voice.partition("+")
+    if not variant:
+        return
+    with tempfile.TemporaryDirectory() as d:
+        sounds = []
+        for v in (base, voice):
+            out = Path(d) / "probe.wav"
+            run(["espeak-ng", "-v", v, "-s", ESPEAK_ARGS[3], "-w", str(out), "A voice check."], capture_output=True)
+            sounds.append(out.read_bytes())
+    if sounds[0] == sounds[1]:
+        raise RuntimeError(f"espeak-ng voice {voice!r} sounds the same as {base!r}: the variant is not applied "
+                           f"(variant names are case-sensitive; try another base, such as en-gb-x-rp)")
+
+
 def synth_sentence(text: str, tmp: Path, idx: int, prefix: str = "say", voice: str | None = None) -> np.ndarray:
-    """One sentence (or several, said as one turn) in ``voice`` (an espeak-ng voice such as "en-gb+f3";
+    """One sentence (or several, said as one turn) in ``voice`` (an espeak-ng voice such as "en-us+linda";
     default: ``ESPEAK_ARGS``'s)."""
     wav = tmp / f"{prefix}{idx}.wav"
+    if voice is not None:
+        check_voice(voice)
     args = list(ESPEAK_ARGS) if voice is None else ["-v", voice, "-s", ESPEAK_ARGS[3]]
     run(["espeak-ng", *args, "-w", str(wav), text], capture_output=True)
     x, sr = read_wav_mono(wav)

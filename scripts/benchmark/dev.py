@@ -19,13 +19,13 @@ SHORT_VIDEOS: list[dict] = [
         "speech": [
             ("Our flight to Lisbon departs at seven fifteen from gate twelve.", 1.0),
             ("Maria Costa booked three nights at a hotel near the old castle.", 12.0),
-            ("The hotel pool opens at eight every morning.", 18.0, "en-gb+f3"),
+            ("The hotel pool opens at eight every morning.", 18.0, "en-gb-x-rp+f3"),
             ("The train from Porto takes about three hours along the coast.", 25.0),
             ("Remember to pack the blue suitcase with the hiking boots. Do not forget a warm jacket for "
              "the mountains.", 34.0),
             ("On the last day we will visit the famous tile museum.", 49.0),
             ("The return ticket cost four hundred and twenty euros.", 61.0),
-            ("The hotel pool closes at eight every evening.", 66.0, "en-gb+f3"),
+            ("The hotel pool closes at eight every evening.", 66.0, "en-gb-x-rp+f3"),
             ("Everyone should be at the airport two hours early.", 73.0),
         ],
         "onscreen": [
