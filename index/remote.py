@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from vdisc.errors import ConfigError, DecodeError
+from vdisc.errors import ConfigError, DecodeError, VdiscError
 
 INSTALL_HINT = "pip install 'vdisc[ray]' (or pip install fsspec)"
 COPY_CHUNK = 8 << 20  # bytes per read when streaming a video to its local copy
@@ -174,7 +174,12 @@ def local_copy(path: "Path | RemoteFile") -> Iterator[Path]:
     try:
         with os.fdopen(fd, "wb") as out, path.open("rb") as src:
             shutil.copyfileobj(src, out, COPY_CHUNK)
-        yield Path(name)
+        try:
+            yield Path(name)
+        except VdiscError as exc:  # the user named the URL, not this temporary copy
+            if name not in str(exc):
+                raise
+            raise type(exc)(str(exc).replace(name, str(path))) from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(name)

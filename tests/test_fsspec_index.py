@@ -80,3 +80,12 @@ def test_indexing_a_url_keeps_the_url_and_matches_the_local_file(memfs, tmp_path
     assert hit.video == "silent.mp4"
     # the URL is the identity: unchanged the second time, without reading the video again
     assert [r.status for r in lib.index(url)] == ["unchanged"]
+
+
+def test_an_error_decoding_the_temporary_copy_names_the_url(memfs):
+    url = remote.RemoteFile("memory://vdisc-test/a/silent.mp4")
+    with pytest.raises(decode.DecodeError) as err:
+        with remote.local_copy(url) as local:
+            raise decode.DecodeError(f"{local}: no frames could be decoded")
+    assert str(err.value) == "memory:///vdisc-test/a/silent.mp4: no frames could be decoded"
+    assert not local.exists()  # and the copy is gone
