@@ -168,6 +168,8 @@ def reader(folder: Path, k: int) -> None:
 
 def run(args: argparse.Namespace) -> None:
     rows = []
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     for n in [int(s) for s in args.sizes.split(",")]:
         folder = Path(tempfile.mkdtemp(prefix=f"vdisc-scale-{n}-", dir=args.dir))
         print(f"# {n:,} vectors of {args.dim} dims in {folder}", file=sys.stderr)
