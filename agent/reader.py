@@ -55,7 +55,7 @@ WHEN = re.compile(r"^\s*(when\b|at what (point|moment)|at which (point|moment)|h
 # of the bay") asks for a number, whatever words modify the noun.
 MEASURE_NOUN = (r"(percentage|percent|share|number|price|amount|time|year|date|temperature|score|speed|size|cost|"
                 r"rate|distance|duration|age|weight|height|length|total|count|figure)")
-QUANTITY = re.compile(r"\bhow (many|much|long|far|old|big|tall|high|fast|heavy)\b|\b(what|which)\s+((is|was|are|were)"
+QUANTITY = re.compile(r"\bhow (many|much|long|far|old|big|tall|high|fast|heavy)\b|\b(what|which)('s)?\s+((is|was|are|were)"
                       rf"\s+)?(the\s+)?([a-z]+\s+){{0,2}}?{MEASURE_NOUN}s?\b",
                       re.IGNORECASE)
 MEASURE = re.compile(r"\bhow (long|far|old|big|tall|high|fast|heavy|much)\b", re.IGNORECASE)

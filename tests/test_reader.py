@@ -25,6 +25,7 @@ from vdisc.evaluation.metrics import answer_matches
     ("which platform does the train leave from?", "name"),
     ("What train speed is announced?", "quantity"),  # a measure noun heads the wh-phrase, modifiers or not
     ("What is the number of the platform?", "quantity"),
+    ("what's the final score?", "quantity"),
     ("What is the name of the ship?", "name"),
     ("What colour is the first car?", "name"),
     ("What does the recording mainly consist of?", "topic"),  # what it mostly is, not only "about"
