@@ -288,7 +288,7 @@ def _proper_runs(evidence: str, toks: list[tuple[str, int, int]], run: tuple[int
         return toks[k][0][:1].isupper()
 
     def opens(k: int) -> bool:
-        return k == 0 or re.search(r"[.!?:]\s*$", evidence[toks[k - 1][2]:toks[k][1]] or "") is not None
+        return k == 0 or re.search(r"[.!?:]\s*$", evidence[toks[k - 1][2]:toks[k][1]]) is not None
 
     keep = [capital(k) and (not opens(k) or (k + 1 <= run[1] and capital(k + 1))) for k in range(run[0], run[1] + 1)]
     out, start = [], None
@@ -408,12 +408,6 @@ def first_moments(hits: Sequence[dict[str, Any]], sides: Sequence[str], scorer: 
     return out
 
 
-def earliest(hits: Sequence[dict[str, Any]], description: str, scorer: Scorer | None) -> dict[str, Any] | None:
-    """The earliest relevant moment of a side (the first of ``distinct_moments``), or None."""
-    found = distinct_moments(hits, description, scorer)
-    return min(found, key=lambda g: g["start"])["hit"] if found else None
-
-
-__all__ = ["NOT_FOUND", "Scorer", "count_text", "distinct_moments", "earliest", "first_moments", "kind", "numbers",
+__all__ = ["NOT_FOUND", "Scorer", "count_text", "distinct_moments", "first_moments", "kind", "numbers",
            "options", "order_sides", "read_choice", "read_name", "read_quantity", "read_text", "read_topic",
            "read_when", "sentences"]

@@ -256,6 +256,12 @@ def trim_silence(x: np.ndarray, sr: int, thresh_db: float = -40.0) -> np.ndarray
     return x[loud[0] * win: (loud[-1] + 1) * win]
 
 
+def _espeak(text: str, wav: Path, voice: str | None = None) -> None:
+    """``text`` spoken into ``wav`` by espeak-ng, in ``voice`` at ``ESPEAK_ARGS``'s rate (its voice by default)."""
+    args = list(ESPEAK_ARGS) if voice is None else ["-v", voice, "-s", ESPEAK_ARGS[3]]
+    run(["espeak-ng", *args, "-w", str(wav), text], capture_output=True)
+
+
 @functools.lru_cache(maxsize=None)
 def check_voice(voice: str) -> None:
     """Fail unless an espeak-ng voice with a variant ("en-us+linda") sounds unlike its base voice: espeak-ng
@@ -268,7 +274,7 @@ def check_voice(voice: str) -> None:
         sounds = []
         for v in (base, voice):
             out = Path(d) / "probe.wav"
-            run(["espeak-ng", "-v", v, "-s", ESPEAK_ARGS[3], "-w", str(out), "A voice check."], capture_output=True)
+            _espeak("A voice check.", out, v)
             sounds.append(out.read_bytes())
     if sounds[0] == sounds[1]:
         raise RuntimeError(f"espeak-ng voice {voice!r} sounds the same as {base!r}: the variant is not applied "
@@ -281,8 +287,7 @@ def synth_sentence(text: str, tmp: Path, idx: int, prefix: str = "say", voice: s
     wav = tmp / f"{prefix}{idx}.wav"
     if voice is not None:
         check_voice(voice)
-    args = list(ESPEAK_ARGS) if voice is None else ["-v", voice, "-s", ESPEAK_ARGS[3]]
-    run(["espeak-ng", *args, "-w", str(wav), text], capture_output=True)
+    _espeak(text, wav, voice)
     x, sr = read_wav_mono(wav)
     if sr != TALK_SR:
         raise RuntimeError(f"espeak-ng wrote {sr} Hz, expected {TALK_SR} Hz")
