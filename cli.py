@@ -16,9 +16,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from vdisc.index.ray_index import RayOptions
 
 app = typer.Typer(
     name="vdisc",
@@ -154,6 +157,19 @@ def fmt_time(seconds: float) -> str:
     return f"{int(h)}:{int(m):02d}:{s:04.1f}" if h else f"{int(m)}:{s:04.1f}"
 
 
+def _ray_options(ray: str | None, split: str | None) -> str | RayOptions | None:
+    """``--ray`` and ``--ray-split`` as the API takes them (a bad value is one line before any loading)."""
+    if split is None:
+        return ray
+    if ray is None:
+        raise _config_error("--ray-split goes with --ray")
+    from vdisc.index.ray_index import RayOptions
+    from vdisc.tools.search import parse_duration
+
+    seconds = 0.0 if split.strip() in ("0", "0s") else parse_duration(split)
+    return RayOptions.parse(ray).model_copy(update={"split": seconds})
+
+
 @app.command()
 @_cli_errors
 def index(
@@ -174,6 +190,10 @@ def index(
         help="Perceive on a Ray cluster (pip install 'vdisc[ray]'): local (start one here), auto (the cluster "
              "this machine is in), ray://host:port or host:port. Workers must see the files at the same paths, "
              "or be given URLs they can read (object storage through fsspec)."),
+    ray_split: Optional[str] = typer.Option(
+        None, "--ray-split", metavar="DURATION",
+        help="With --ray: perceive a file at least twice this long in parts of about this much media at once, "
+             "put together exactly as one run makes it (default 10m; 0: every file whole on one actor)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or warnings"),
     verbose: bool = VerboseOpt,
     json_out: bool = JsonOpt,
@@ -201,10 +221,11 @@ def index(
         return
     if not paths:
         raise _config_error("give video files or folders to index (or --follow SOURCE)")
+    on_ray = _ray_options(ray, ray_split)
     with _ProgressBars(show_bars) as bars:
         lib = _library(library, device, offline, progress=bars.update, quiet=quiet, verbose=verbose,
                        visual=visual_model, text=text_model, asr=asr_model, ocr=ocr_model, caption=caption_model)
-        reports = lib.index(*paths, force=force, ray=ray)
+        reports = lib.index(*paths, force=force, ray=on_ray)
     if json_out:
         _print_json([r.model_dump() for r in reports])
     else:

@@ -14,6 +14,9 @@ On one small machine Ray gains nothing (the actors share its cores) and the
 table shows what it costs; on a cluster each node adds its own cores or GPU.
 
 Usage: nice python benchmarks/ray_index.py [VIDEO ...] [--nodes 2] [--cpus-per-node 1] [--visual tiny]
+                                          [--split SECONDS]
+``--split`` is ``RayOptions.split``: a file at least twice that long is perceived in parts
+(default 600, as ``vdisc index --ray``; the fixtures are too short for it).
 ``--visual tiny`` (default) is the tests' random 4-layer-wide CLIP (fast, same code path);
 ``--visual none`` skips visual vectors; anything else is an open_clip reference.
 """
@@ -77,7 +80,8 @@ def sequential(videos: list[Path], home: Path, models: dict[str, str]) -> dict[s
     return {"load": load, "run": run, "total": load + run}
 
 
-def on_ray(videos: list[Path], home: Path, models: dict[str, str], nodes: int, cpus: int) -> dict[str, float]:
+def on_ray(videos: list[Path], home: Path, models: dict[str, str], nodes: int, cpus: int,
+           split: float) -> dict[str, float]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from ray.cluster_utils import Cluster
@@ -99,7 +103,7 @@ def on_ray(videos: list[Path], home: Path, models: dict[str, str], nodes: int, c
         lib.registry.get("text")  # the driver's one model (the writer's text vectors)
         load = time.perf_counter() - t
         # one actor per node: a little over half a node's CPUs each
-        options = ray_index.RayOptions(address=cluster.address, cpus=cpus * 0.6)
+        options = ray_index.RayOptions(address=cluster.address, cpus=cpus * 0.6, split=split)
         runner = ray_index.RayIndexer(lib.settings, lib.store, lib.registry, None, options)
         t = time.perf_counter()
         with lib.store.writer_lock():
@@ -110,7 +114,8 @@ def on_ray(videos: list[Path], home: Path, models: dict[str, str], nodes: int, c
     finally:
         cluster.shutdown()
     return {"boot": boot, "load": load, "total": total + load, **runner.timings,
-            "perceive": sum(runner.perceive_seconds)}
+            "perceive": sum(runner.perceive_seconds), "tasks": len(runner.perceive_seconds),
+            "by_kind": runner.task_seconds}
 
 
 def main() -> None:
@@ -119,6 +124,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--cpus-per-node", type=int, default=1, help="logical CPUs each node offers Ray")
     ap.add_argument("--visual", default="tiny")
+    ap.add_argument("--split", type=float, default=600.0, help="seconds per part of a long file (0: whole)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = ap.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -136,11 +142,12 @@ def main() -> None:
     for name in ("seq", "ray"):
         shutil.rmtree(work / name, ignore_errors=True)
     seq = sequential(videos, work / "seq", models)
-    ray = on_ray(videos, work / "ray", models, args.nodes, args.cpus_per_node)
+    ray = on_ray(videos, work / "ray", models, args.nodes, args.cpus_per_node, args.split)
     same = clips(work / "seq") == clips(work / "ray")
     n = len(videos)
     print(f"{n} videos, {media:.0f} s of media; {platform.machine()}, {os.cpu_count()} cores, "
-          f"ray: {args.nodes} nodes x {args.cpus_per_node} CPU, one actor each; same clips: {same}\n")
+          f"ray: {args.nodes} nodes x {args.cpus_per_node} CPU, one actor each, {ray['tasks']:.0f} tasks "
+          f"(split {args.split:g} s); same clips: {same}\n")
     print("| run | wall s | media s / wall s | model loading s | Ray fixed cost s | indexing s | per video s |")
     print("|---|---|---|---|---|---|---|")
     print(f"| sequential | {seq['total']:.1f} | {media / seq['total']:.1f} | {seq['load']:.1f} | – | "
@@ -149,10 +156,11 @@ def main() -> None:
     print(f"| Ray, {args.nodes} nodes | {ray['total']:.1f} | {media / ray['total']:.1f} | {ray['load']:.1f} "
           f"(driver) | {fixed:.1f} (connect {ray['connect']:.1f} + actors {ray['start']:.1f}) | "
           f"{ray['run']:.1f} | {ray['run'] / n:.2f} |")
+    kinds = ", ".join(f"{kind} {seconds:.1f}" for kind, seconds in ray["by_kind"].items())
     print(f"\noverhead per video once running: {(ray['run'] - seq['run']) / n:+.2f} s "
           f"(Ray indexing phase minus sequential, over {n} videos); perception on the workers took "
-          f"{ray['perceive']:.1f} s in all; starting the {args.nodes}-node cluster itself: {ray['boot']:.1f} s "
-          "(not counted: an existing cluster is already up)")
+          f"{ray['perceive']:.1f} s in all ({kinds}); starting the {args.nodes}-node cluster itself: "
+          f"{ray['boot']:.1f} s (not counted: an existing cluster is already up)")
     if not same:
         sys.exit("the Ray library differs from the sequential one")
 

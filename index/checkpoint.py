@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,3 +185,16 @@ def _read_batch(path: Path) -> tuple[list[ClipRecord], dict[str, Any]]:
                                 ocr_lines=c["ocr"],
                                 ocr_reads=[(t, lines) for t, lines in c["ocr_reads"]], caption=c["caption"]))
     return clips, state
+
+
+class NoCheckpoint(Checkpoint):
+    """Keeps nothing: for work whose retry starts over anyway (a Ray worker, a part of a split file)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(Path(os.devnull), "none", path, {})
+
+    def save_batch(self, clips: list[ClipRecord], state: dict[str, Any]) -> None:
+        pass
+
+    def save_speech(self, words: list[dict[str, Any]]) -> None:
+        pass

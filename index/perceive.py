@@ -98,11 +98,14 @@ class Perceiver:
                 if model is not None]
 
     def memo_state(self) -> dict[str, Any]:
-        return {"ocr_thumb": self.memo.get("thumb"), "ocr_lines": self.memo.get("lines")}
+        return {"ocr_thumb": self.memo.get("thumb"), "ocr_lines": self.memo.get("lines"),
+                "ocr_shot": self.memo.get("shot")}
 
     def restore_memo(self, state: dict[str, Any]) -> None:
         if state.get("ocr_thumb") is not None:
             self.memo.update(thumb=state["ocr_thumb"], lines=state["ocr_lines"])
+            if state.get("ocr_shot") is not None:
+                self.memo["shot"] = state["ocr_shot"]
 
     def __call__(self, batch: list[ClipResult]) -> None:
         """Fill in ``batch`` (frame times, vectors, text, captions), then drop its frames."""
@@ -136,7 +139,12 @@ class Perceiver:
             offset += n
 
     def _read_batch(self, batch: list[ClipResult]) -> None:
-        for r in batch:  # in order: the memo carries from one clip to the next
+        for r in batch:  # in order: the memo carries from one clip to the next, within a shot
+            if self.memo.get("shot", r.span.shot) != r.span.shot:
+                # a new shot starts with no memo, so the reads of a shot never depend on the shot before
+                # (a split file's parts agree from their first common cut on: ``index/split.py``)
+                self.memo.clear()
+            self.memo["shot"] = r.span.shot
             r.ocr_reads = self._read_text(kept_frames(r.span), ocr_reads(r.span, self.settings))
             r.ocr_lines = list(dict.fromkeys(line for _, lines in r.ocr_reads for line in lines))
 

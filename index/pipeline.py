@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -36,7 +36,7 @@ from vdisc.config import Settings
 from vdisc.errors import DecodeError, VdiscError
 
 from . import decode, remote
-from .checkpoint import Checkpoint, Resume
+from .checkpoint import Checkpoint, NoCheckpoint, Resume
 from .models import Registry
 from .perceive import ClipResult, Perceiver, assign_words, kept_frames
 from .segment import SampledFrame, Segmenter, histogram
@@ -57,6 +57,7 @@ class Progress(BaseModel):
     stage: str  # resume | speech | frames | store  (resume: ``done`` seconds were already indexed)
     done: float
     total: float
+    part: int | None = None  # the part of a file split by time range whose frames these are (summed by the driver)
 
 
 ProgressFn = Callable[[Progress], None]
@@ -265,12 +266,8 @@ class Indexer:
         the saved clips are taken as they are and decoding restarts after the
         last frame they used.
         """
-        st = self.settings
-        segmenter = Segmenter(st.clip_seconds, st.min_clip_seconds, st.cut_threshold)
         results: list[ClipResult] = []
-        pending: list[ClipResult] = []
-        grid_fps = max(st.cut_fps, st.fps)
-        after = -math.inf  # frames up to this time were pushed by an earlier run
+        span = FrameRange()
         if resume is not None and resume.clips:
             results = [ClipResult.from_record(c) for c in resume.clips]
             state = resume.state
@@ -279,13 +276,57 @@ class Indexer:
             if state.get("complete"):
                 report.clips = len(results)
                 return results, state["decoder"], state["end"]
-            segmenter.restore(state["segmenter"])
+            span = FrameRange(state=state)
+        run = self._run_range(path, info, name, perceiver, span, ckpt)
+        results.extend(run.clips)
+        if not results:
+            raise DecodeError(f"{path}: no frames could be decoded")
+        report.clips = len(results)
+        self.progress(Progress(video=name, stage="frames", done=info.duration, total=info.duration))
+        assert run.end is not None  # a range without an end runs to the file's end
+        return results, run.decoder, run.end
+
+    def perceive_range(self, path: Path, info: decode.VideoInfo, span: "FrameRange") -> "RangeRun":
+        """The frames of one time range of a file (a part of a split file, or the redo at a seam), with
+        no store access and no checkpoints: ``index/split.py`` puts the parts together."""
+        with remote.local_copy(path) as local:
+            perceiver = Perceiver.from_registry(self.settings, self.registry)
+            run = self._run_range(local, info, path.name, perceiver, span, NoCheckpoint(path))
+        run.channels = perceiver.channels
+        return run
+
+    def _run_range(self, path: Path, info: decode.VideoInfo, name: str, perceiver: Perceiver, span: "FrameRange",
+                   ckpt: Checkpoint) -> "RangeRun":
+        """Decode ``span``'s frames, cut them into clips and perceive those, batch by batch.
+
+        A range starts from the beginning, from ``span.start`` with a fresh
+        segmenter, or from a saved ``span.state`` (a checkpoint, or the seam of
+        a split file), and it runs to the file's end (clips all handed out) or
+        stops before ``span.end`` (the shot still open is left to whoever goes
+        on from its state), or at the first of ``span.sync`` cuts it makes too.
+        """
+        st = self.settings
+        segmenter = Segmenter(st.clip_seconds, st.min_clip_seconds, st.cut_threshold)
+        pending: list[ClipResult] = []
+        run = RangeRun()
+        grid_fps = max(st.cut_fps, st.fps)
+        after = -math.inf  # frames up to this time belong before the range
+        if span.state is not None:
+            segmenter.restore(span.state["segmenter"])
             after = segmenter.last_ts
-            perceiver.restore_memo(state)
+            perceiver.restore_memo(span.state)
+            start = math.floor(after * grid_fps + 1e-6) / grid_fps
+        elif span.start > 0:
+            # a frame shown since the grid time before ``start`` was already taken there by the range before
+            start = span.start
+            after = start - 1.0 / grid_fps + decode.GRID_EPS
+        else:
+            start = 0.0
+        sync = {mark[0]: mark for mark in span.sync}
 
         def flush(end: float | None = None) -> None:
             perceiver(pending)
-            results.extend(pending)
+            run.clips.extend(pending)
             if pending or end is not None:
                 state: dict[str, Any] = perceiver.memo_state()
                 if end is None:
@@ -297,40 +338,63 @@ class Indexer:
 
         keep_step, next_keep = 1.0 / st.fps, 0.0
         next_keep = _advance(next_keep, keep_step, after + 0.5 / st.cut_fps)
-        start = 0.0 if after < 0 else math.floor(after * grid_fps + 1e-6) / grid_fps
         reader = self._open(path)
         with reader:
-            frames = reader.frames(fps=grid_fps, max_side=st.max_side, start=start)
+            run.decoder = reader.name
+            frames = reader.frames(fps=grid_fps, max_side=st.max_side, start=start, end=span.end)
             # closing() stops the read-ahead thread before the reader closes under it
             with contextlib.closing(_watched(frames, decode.STALL_TIMEOUT, str(path))) as watched:
                 for ts, rgb in watched:
                     if ts <= after:
                         continue
+                    run.frames += 1
+                    if run.frames == 1 and span.state is None and start > 0:
+                        # a fresh segmenter's first frame starts a shot, as a cut there would: a sync point
+                        run.marks.append((ts, *segmenter.counters))
                     keep = ts >= next_keep - 0.5 / st.cut_fps
                     next_keep = _advance(next_keep, keep_step, ts + 0.5 / st.cut_fps)
                     frame = SampledFrame(ts=ts, rgb=rgb if keep else None, hist=histogram(rgb))
+                    cuts = len(segmenter.cuts)
                     for clip in segmenter.push(frame):
                         pending.append(ClipResult(clip))
+                    if len(segmenter.cuts) > cuts:  # a cut at ts: the shot before is handed out whole
+                        run.marks.append((ts, *segmenter.counters))
+                        if ts in sync:  # from here on the range that made this cut goes on as this one would
+                            run.synced = sync[ts]
+                            break
                     if sum(len(kept_frames(r.span)) for r in pending) >= perceiver.batch_frames:
                         flush()
                     self.progress(Progress(video=name, stage="frames", done=min(ts, info.duration),
-                                           total=info.duration))
+                                           total=info.duration, part=span.part))
+            if run.synced is not None or span.end is not None:
+                flush()
+                if segmenter.has_state:
+                    run.state = perceiver.memo_state() | {"segmenter": segmenter.state()}
+                run.last_ts = segmenter.last_ts
+                return run
             end = max(info.duration, segmenter.last_ts)
             if segmenter.last_ts + max(2.0, 0.01 * info.duration) < info.duration:
                 end = segmenter.last_ts + 1.0 / st.cut_fps  # truncated file: it ends where frames end
             for clip in segmenter.finish(end):
                 pending.append(ClipResult(clip))
-            if not results and not pending:
-                raise DecodeError(f"{path}: no frames could be decoded")
-            flush(end)
-        report.clips = len(results)
-        self.progress(Progress(video=name, stage="frames", done=info.duration, total=info.duration))
-        return results, reader.name, end
+            if pending or run.clips or span.state is not None:
+                flush(end)
+            run.end, run.last_ts = end, segmenter.last_ts
+        return run
 
     def _open(self, path: Path) -> decode.VideoReader:
         # on a CUDA device frames stay on the GPU (NVDEC when torchcodec can) for the models there
         return decode.open_video(path, backend=self.settings.decoder,
                                  device=decode.frame_device(self.registry.device))
+
+    def transcribe(self, path: Path, info: decode.VideoInfo) -> list[Any] | None:
+        """A whole file's words (None without audio or an ASR model): the speech task of a split file,
+        whose frames are perceived in parts (Whisper's windows follow one another, so speech is not split)."""
+        asr = self.registry.get("asr") if info.has_audio else None
+        if asr is None:
+            return None
+        with remote.local_copy(path) as local:
+            return self._speech(asr, local, info, path.name, NoCheckpoint(path))
 
     def _speech(self, asr: Any, path: Path, info: decode.VideoInfo, name: str, ckpt: Checkpoint) -> list[Any]:
         self.progress(Progress(video=name, stage="speech", done=0.0, total=info.duration))
@@ -353,6 +417,35 @@ class Admission:
     old_id: int | None
     report: IndexReport
     t0: float  # time.monotonic() at admission: the report's seconds count from here
+
+
+CutMark = tuple[float, int, int]  # (time of a cut, next clip index, the new shot's index) in a range's numbering
+
+
+@dataclass
+class FrameRange:
+    """Which frames a run perceives: see :meth:`Indexer._run_range`."""
+
+    start: float = 0.0  # with a fresh segmenter from this time (a part of a split file)
+    state: dict[str, Any] | None = None  # or on from this saved state (segmenter and OCR memo)
+    end: float | None = None  # stop before this time; None: to the file's end
+    sync: list[CutMark] = field(default_factory=list)  # stop at the first of these cuts this run makes too
+    part: int | None = None  # which part of a split file (-1: a seam's run); tags its progress events
+
+
+@dataclass
+class RangeRun:
+    """What a range's run found: its clips, the cuts it made, and where it stopped."""
+
+    clips: list[ClipResult] = field(default_factory=list)
+    marks: list[CutMark] = field(default_factory=list)
+    state: dict[str, Any] | None = None  # to go on from, when it stopped early (None: no clip handed out yet)
+    synced: CutMark | None = None  # the ``sync`` cut it stopped at (that mark, in the other range's numbering)
+    end: float | None = None  # the file's end, when the run got there and handed out every clip
+    last_ts: float = 0.0
+    frames: int = 0  # frames decoded in the range
+    decoder: str = ""
+    channels: list[str] = field(default_factory=list)  # the picture channels perceived
 
 
 @dataclass

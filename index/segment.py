@@ -145,6 +145,16 @@ class Segmenter:
         """Time of the last frame pushed (0 before any)."""
         return self._prev.ts if self._prev is not None else 0.0
 
+    @property
+    def counters(self) -> tuple[int, int]:
+        """(next clip index, current shot index)."""
+        return self._clip_idx, self._shot_idx
+
+    @property
+    def has_state(self) -> bool:
+        """Whether :meth:`state` can be taken (a clip with frames has been handed out, or restored)."""
+        return self._tail is not None and self._shot_start is not None
+
     def push(self, frame: SampledFrame) -> Iterator[ClipSpan]:
         if self._shot_start is None:
             self._shot_start = 0.0 if frame.ts < 0.5 else frame.ts

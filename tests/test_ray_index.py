@@ -163,6 +163,43 @@ def test_workers_read_urls_through_fsspec(cluster, sequential, tmp_path, test_mo
     _assert_same(got, sequential)
 
 
+@needs_ray
+def test_a_long_file_split_across_actors_is_the_file_one_run_indexes(cluster, tmp_path, test_models):
+    """events.mp4 (60 s) in three 20 s parts on two actors, its speech a task of its own: part 1 starts
+    inside a shot (its seam's run goes on to a later common cut), part 2 on a cut of the whole run.
+    One actor is killed mid-task: its task is retried, and the file still comes out whole and once."""
+    from raycluster import kill_busy_actor
+
+    from vdisc.index.ray_index import RayIndexer
+
+    video = FIXTURES / "events.mp4"
+    want = tmp_path / "sequential"
+    assert Library(want, device="cpu", models=test_models).index(video)[0].status == "indexed"
+    events, killed = [], []
+
+    def progress(event) -> None:
+        events.append(event)
+        if not killed and 0 < event.done < event.total:  # mid-file: an actor is busy with it
+            killed.append(kill_busy_actor("events.mp4"))
+
+    home = tmp_path / "split"
+    lib = Library(home, device="cpu", models=test_models)
+    runner = RayIndexer(lib.settings, lib.store, lib.registry, progress, _options(cluster, split=20))
+    reports = runner.index([video.resolve()])
+    assert [r.status for r in reports] == ["indexed"], [r.reason for r in reports]
+    assert killed and killed[0] is not None, "no actor was perceiving events.mp4 to kill"
+    assert len(runner.perceive_seconds) == 1 + 3 + 2  # its speech, three parts, two seams' runs
+    got = _snapshot(home, test_models)
+    _assert_same(got, _snapshot(want, test_models))
+    _library_ok(got["doctor"])
+    assert got["counts"]["words"] > 20  # the speech task's words, assigned to the clips put together
+    # one bar in media seconds for the file's frames: its parts summed, each part counted whole once back
+    frames = [e.done for e in events if e.stage == "frames" and e.video == "events.mp4"]
+    assert frames == sorted(frames) and frames[-1] == 60.0
+    assert {20.0, 40.0} & set(frames), frames
+    assert all(e.part is None for e in events)
+
+
 def test_ray_without_ray_installed_is_one_clear_line(tmp_path, monkeypatch, test_models):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails as if not installed
     lib = Library(tmp_path / "lib", device="cpu", models=test_models)
@@ -177,3 +214,24 @@ def test_ray_without_ray_installed_is_one_clear_line(tmp_path, monkeypatch, test
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == ["vdisc: indexing on Ray needs ray, which is not installed: "
                                                "pip install 'vdisc[ray]'"]
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--ray-split", "5m"], "vdisc: --ray-split goes with --ray"),
+    (["--ray", "local", "--ray-split", "soon"],
+     "vdisc: bad duration 'soon': use seconds or a span like 90s, 10m, 2h, 1h30m"),
+])
+def test_ray_split_mistakes_are_one_line(tmp_path, args, line):
+    out = subprocess.run([sys.executable, "-m", "vdisc.cli", "index", str(VIDEOS[0]), "--library",
+                          str(tmp_path / "lib"), *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines() == [line]
+    assert not (tmp_path / "lib").exists()  # nothing loaded, nothing made
+
+
+def test_ray_split_reaches_the_options():
+    from vdisc.cli import _ray_options
+
+    assert _ray_options("auto", "15m").model_dump() == {**_ray_options("auto", "0").model_dump(), "split": 900.0}
+    assert _ray_options("auto", "0").split == 0.0
+    assert _ray_options("auto", None) == "auto"  # RayOptions' own default (600 s) then

@@ -75,6 +75,7 @@ from vdisc.errors import DecodeError
 
 from . import base as _base
 from .audio import read_audio
+from .base import _EPS as GRID_EPS  # a frame at pts <= t + GRID_EPS is the one displayed at grid time t
 from .base import VideoInfo, VideoReader, _BaseReader, _check_file, _one_line
 from .decord_reader import DecordReader
 from .probing import probe
@@ -261,6 +262,7 @@ def _open_on_cpu(spath: str, info: VideoInfo, name: str, backend: str) -> _BaseR
 
 __all__ = [
     "BACKENDS",
+    "GRID_EPS",
     "VideoInfo",
     "VideoReader",
     "available_backends",
