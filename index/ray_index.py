@@ -141,7 +141,8 @@ class ProgressRelay:
 
 
 class PerceptionWorker:
-    """A Ray actor: the perception models, loaded once, and ``perceive`` for whole videos."""
+    """A Ray actor: the perception models, loaded once; ``perceive`` for whole videos, ``speech`` and
+    ``frames`` for the tasks of a split file."""
 
     def __init__(self, settings: Settings, relay: str) -> None:
         import ray
@@ -233,7 +234,7 @@ class RayIndexer:
         self._relaying = False
         self._parts: dict[str, _PartProgress] = {}  # a split file's frames progress, by the name events carry
         # where the time went, for benchmarks/ray_index.py: seconds to connect, to start the actors (their
-        # model loads), to perceive and commit; and each video's perception on its worker
+        # model loads), to perceive and commit; and each task's perception on its worker
         self.timings: dict[str, float] = {}
         self.perceive_seconds: list[float] = []
         self.task_seconds: dict[str, float] = {}  # by kind: whole, speech, part, seam
