@@ -525,6 +525,11 @@ class OfflinePlanner:
                  "step": looked["step"]}
         span = None if g is None else (g["start"], g["end"]) if not focus.bounded() else focus.clamp(
             g["start"], g["end"], least=1e-3)
+        if span is not None and focus.pick == "overlap" and focus.ref is not None:
+            # "X while Y": the moment is when both hold (the window's pad only lets in an X that starts a
+            # little before or after Y); an X that misses Y itself keeps its padded span
+            both = (round(max(span[0], focus.ref[0]), 3), round(min(span[1], focus.ref[1]), 3))
+            span = both if both[1] - both[0] >= 1e-3 else span
         crossed = (g is not None and where in TEXT_CHANNELS and g["source"] in TEXT_CHANNELS
                    and g["source"] != where and looked is None)
         if g is not None and span is not None and g["confidence"] >= self.min_confidence and not crossed:

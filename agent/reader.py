@@ -67,7 +67,9 @@ PERSON = re.compile(r"\b(who|whom|whose|names?|surname|called)\b", re.IGNORECASE
 LAST_NAME = re.compile(r"\b(surname|family name|last name)\b", re.IGNORECASE)
 FIRST_NAME = re.compile(r"\b(first|given|christian) name\b", re.IGNORECASE)
 NAME = re.compile(r"^\s*(which|what|who|whom|whose|where)\b", re.IGNORECASE)
-ORDER = re.compile(r"\bwhich (\w+ ){0,3}(first|earlier|sooner)\b|\b(first|earlier)\s*[,:]", re.IGNORECASE)
+# "which comes first / earlier", "which is heard before (or ahead of) the other: A or B?"
+ORDER = re.compile(r"\bwhich (\w+ ){0,3}(first|earlier|sooner|(before|ahead of|earlier than) the other)\b"
+                   r"|\b(first|earlier)\s*[,:]", re.IGNORECASE)
 BEFORE = re.compile(r"^\s*(does|do|did|is|was)\s+(?P<a>.+?)\s+(happen |come |appear |occur )?(before|earlier "
                     r"than)\s+(?P<b>.+?)\s*\??\s*$", re.IGNORECASE)
 LETTERED = re.compile(r"(?:^|\s|\()([A-Ea-e])[).:]\s+(.+?)(?=\s+\(?[A-Ea-e][).:]\s|\s*$)")

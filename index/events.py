@@ -73,10 +73,12 @@ def same_line(a: str, b: str) -> bool:
 
     Numbers standing alone must agree exactly: a changed number is a changed
     message (a score, a price, a gate, a countdown), while a misread letter is
-    noise ("EXlT 4" is "EXIT 4"; "EXIT 5" is not).
+    noise ("EXlT 4" is "EXIT 4"; "EXIT 5" is not). OCR drops and adds spaces
+    between tight letters, so spacing alone never tells two readings apart
+    ("ASSEMBLYPOINT7" is "ASSEMBLY POINT 7").
     """
     a, b = normal(a), normal(b)
-    if a == b:
+    if a == b or a.replace(" ", "") == b.replace(" ", ""):
         return True
     if not a or not b or NUMBER.findall(a) != NUMBER.findall(b):
         return False

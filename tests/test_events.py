@@ -62,6 +62,9 @@ def test_utterances_split_at_sentence_ends_and_pauses_and_carry_over_batches():
 
 def test_tracks_follow_a_line_across_reads_and_start_again_when_it_changes():
     assert same_line("NORTH GATE CLOSED", "N0RTH GATE CLOSED") and not same_line("GATE 7", "GATE 9 OPEN")
+    # spacing is OCR noise too, numbers or not; a changed number is not
+    assert same_line("ASSEMBLYPOINT7", "ASSEMBLY POINT 7") and same_line("LOWHEAT", "LOW HEAT")
+    assert not same_line("ASSEMBLYPOINT7", "ASSEMBLY POINT 8")
     reads = [(0.0, []), (3.0, ["EXIT 4"]), (6.0, ["EXlT 4"]), (9.0, ["EXIT 4", "SALE"]), (12.0, ["EXIT 5"]),
              (15.0, [])]
     b = TrackBuilder()

@@ -94,6 +94,9 @@ def test_options_and_sides_are_read_from_the_question():
     assert reader.order_sides("Which comes first, the toast or the speech?") == ("which", "the toast", "the speech")
     assert reader.order_sides("Did the bell ring before the doors opened?") == ("before", "the bell ring",
                                                                                   "the doors opened")
+    assert reader.order_sides("Which one is heard ahead of the other: the horn or the whistle?") == (
+        "which", "the horn", "the whistle")
+    assert reader.kind("Which is shown before the other, the map or the clock?") == "order"
 
 
 def test_readers_on_evidence_text():

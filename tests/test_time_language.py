@@ -282,6 +282,20 @@ def test_while_speech_answers_with_what_is_on_screen(during_library, talk_truth)
                          + TOL for s in looks)
 
 
+def test_a_sign_up_longer_than_the_words_answers_with_the_time_both_hold(tmp_path, test_models, talk_truth):
+    """BEACON is shown from 2.5 s before the library sentence to 2.3 s after it: "what is on screen while
+    they say X" is answered with the moment both hold, the sentence's time, not the whole sign's."""
+    said = _truth(talk_truth, "speech", "library")
+    shown = (said[0] - 2.5, said[1] + 2.3)
+    video = make_during_video(tmp_path / "beacon.mp4", "BEACON", shown)
+    (report,) = Library(tmp_path / "lib", device="cpu", models=test_models).index(video)
+    assert report.status == "indexed", report.reason
+    answer = Library(tmp_path / "lib").ask("What is on screen while they talk about the library closing?")
+    assert answer.spans and "BEACON" in answer.answer, answer.explanation
+    top = answer.spans[0]
+    assert _near((top.start, top.end), said, tol=0.5), (top, said, answer.explanation)
+
+
 def test_nothing_shown_while_it_is_said_is_not_found(during_library):
     answer = Library(during_library).ask("What is on screen while the chef adds salt to the soup?")
     assert not answer.spans and answer.answer == "not found", answer.answer
