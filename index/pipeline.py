@@ -370,7 +370,6 @@ class Indexer:
                 flush()
                 if segmenter.has_state:
                     run.state = perceiver.memo_state() | {"segmenter": segmenter.state()}
-                run.last_ts = segmenter.last_ts
                 return run
             end = max(info.duration, segmenter.last_ts)
             if segmenter.last_ts + max(2.0, 0.01 * info.duration) < info.duration:
@@ -379,7 +378,7 @@ class Indexer:
                 pending.append(ClipResult(clip))
             if pending or run.clips or span.state is not None:
                 flush(end)
-            run.end, run.last_ts = end, segmenter.last_ts
+            run.end = end
         return run
 
     def _open(self, path: Path) -> decode.VideoReader:
@@ -442,7 +441,6 @@ class RangeRun:
     state: dict[str, Any] | None = None  # to go on from, when it stopped early (None: no clip handed out yet)
     synced: CutMark | None = None  # the ``sync`` cut it stopped at (that mark, in the other range's numbering)
     end: float | None = None  # the file's end, when the run got there and handed out every clip
-    last_ts: float = 0.0
     frames: int = 0  # frames decoded in the range
     decoder: str = ""
     channels: list[str] = field(default_factory=list)  # the picture channels perceived

@@ -347,15 +347,15 @@ class RayIndexer:
                         out = WorkerResult(None, reason=f"unexpected {type(cause).__name__} on a Ray worker: "
                                                         f"{str(cause).splitlines()[0] if str(cause) else ''}")
                     self.perceive_seconds.append(out.seconds)
-                    kind = task.kind if task.span is None else "part" if (task.span.part or 0) >= 0 else "seam"
-                    self.task_seconds[kind] = self.task_seconds.get(kind, 0.0) + out.seconds
+                    self.task_seconds[task.kind] = self.task_seconds.get(task.kind, 0.0) + out.seconds
                     if video.result is not None:  # the file failed in another of its tasks
                         continue
                     if out.reason:
                         fail(video, out.reason, out.notices)
                         continue
                     todo.extendleft(video.took(task, out))  # a seam's run goes first: the file waits on it
-                    if task.span is not None and task.span.part is not None and task.span.part >= 0:
+                    if task.kind == "part":  # its frames are all done: the file's bar counts the part whole
+                        assert task.span is not None and task.span.part is not None
                         name, duration = video.job.path.name, video.job.info.duration
                         self.progress(Progress(video=name, stage="frames", total=duration,
                                                done=self._parts[name].add(task.span.part, math.inf)))
@@ -430,10 +430,10 @@ class RayIndexer:
 
 
 class _Task:
-    """One piece of work for an actor: a whole video, a split file's speech, or one of its time ranges."""
+    """One piece of work for an actor: a whole video, or a split file's speech, a part, or a seam's run."""
 
     def __init__(self, video: "_Video", kind: str, span: FrameRange | None = None) -> None:
-        self.video, self.kind, self.span = video, kind, span  # kind: whole | speech | frames
+        self.video, self.kind, self.span = video, kind, span  # kind: whole | speech | part | seam
         self.tries = 0
 
     def submit(self, actor: Any) -> Any:
@@ -461,27 +461,28 @@ class _Video:
         if self.split is None:
             return [_Task(self, "whole")]
         speech = [] if self.speech_done else [_Task(self, "speech")]  # first: the longest task of the file
-        return speech + [_Task(self, "frames", span) for span in self.split.parts()]
+        return speech + [_Task(self, "part", span) for span in self.split.parts()]
 
     def took(self, task: _Task, out: WorkerResult) -> list[_Task]:
         """Takes a task's result; returns the task it lets start (a seam's run), if any."""
         if task.kind == "whole":
             self.result = out
             return []
-        assert self.split is not None and (task.kind == "speech" or task.span is not None)
+        assert self.split is not None
         self.specs.update({k: v for k, v in out.specs.items() if v is not None})
         self.notices += [n for n in out.notices if n not in self.notices]
         self.seconds += out.seconds
         follow = None
         if task.kind == "speech":
             self.words, self.speech_done = out.value, True
-        elif task.span.part is not None and task.span.part >= 0:  # type: ignore[union-attr]
-            follow = self.split.part_done(task.span.part, out.value)  # type: ignore[union-attr]
+        elif task.kind == "part":
+            assert task.span is not None and task.span.part is not None
+            follow = self.split.part_done(task.span.part, out.value)
         else:
             follow = self.split.seam_done(out.value)
         if self.split.done and self.speech_done:
             self.result = self._whole()
-        return [] if follow is None else [_Task(self, "frames", follow)]
+        return [] if follow is None else [_Task(self, "seam", follow)]
 
     def _whole(self) -> WorkerResult:
         """The parts put together, with their words, as one actor would have perceived the file."""
