@@ -398,12 +398,14 @@ class Library:
 
         return inspect(self._context(), str(video), start, end, question, **options)
 
-    def ground(self, video: str | int, start: float, end: float, query: str) -> "GroundResult":
+    def ground(self, video: str | int, start: float, end: float, query: str,
+               channel: str | None = None) -> "GroundResult":
         """The precise start and end of a moment near ``start``-``end`` seconds: the whole utterance or the
-        frames that show a text, with a confidence and the evidence."""
+        frames that show a text, with a confidence and the evidence. ``channel`` "speech" or "ocr": only
+        what is said, or only what is shown."""
         from vdisc.tools.ground import ground
 
-        return ground(self._context(), str(video), start, end, query)
+        return ground(self._context(), str(video), start, end, query, channel=channel)  # type: ignore[arg-type]
 
     def train_compressor(self, out: str | Path | None = None, *, init: str | Path | None = None, steps: int = 300,
                          batch_size: int = 8, lr: float = 1e-3, max_clips: int = 512, frames_per_clip: int = 16,

@@ -3,9 +3,13 @@
 1. search several phrasings of the question (its content words as a phrase,
    its keywords, each quoted string), in one step;
 2. fuse the hits by moment and inspect the best few candidate windows;
-3. ground the most convincing one;
+3. ground the most convincing one (in the channel the question names, when
+   it says "shown" or "said");
 4. answer with the grounded span and the evidence it rests on, or say that
-   nothing convincing was found (with the nearest evidence), never a guess.
+   nothing convincing was found (with the nearest evidence), never a guess;
+   the one exception is a multiple-choice question, whose options say that
+   one of them holds: it gets the option the nearest evidence supports best,
+   and the explanation says the evidence is weak.
 
 Time words are read once, by ``timewords.parse_time``, and become search
 arguments and steps:
@@ -48,8 +52,8 @@ from typing import Any
 from langchain_core.messages import AnyMessage
 
 from vdisc.timefmt import hms
-from vdisc.tools.evidence import text_scores
-from vdisc.tools.search import ORDER_FRACTION
+from vdisc.tools.evidence import text_confidence, text_scores
+from vdisc.tools.search import COARSE, ORDER_FRACTION
 
 from . import calibration, reader
 from .answer import Observation, end_sentence, top_moment
@@ -77,6 +81,8 @@ SAME_MOMENT = 0.5  # share of an item inside the anchor (same channel) at which 
 COUNT_TOP_K = 50  # hits a "how many times" search lists in time order: every occurrence in a long video
 ORDER_TOP_K = 20  # hits per side of a "which comes first" search
 COUNT_CONFIDENCE = 0.5  # each counted moment: relevant and about the question, but not grounded one by one
+GUESS_EVIDENCE = 8  # a multiple-choice question with no clear moment: its options are read against this many hits
+GUESS_CONFIDENCE = 0.1  # ... and the option picked that way is reported this unsure
 
 # Words that frame a question about a video rather than describe the moment.
 FRAMING = re.compile(
@@ -219,9 +225,32 @@ class OfflinePlanner:
             return self._topic(stem, state, must_answer, opts)
         decision = self._locate(stem, state, must_answer)
         if decision.get("final") is not None:
-            decision = {**decision, "final": self._read(ask, stem, opts, decision["final"],
-                                                        state.get("observations", []))}
+            obs = state.get("observations", [])
+            final = self._read(ask, stem, opts, decision["final"], obs)
+            if opts and not final.get("spans"):
+                final = self._best_option(opts, obs) or final
+            decision = {**decision, "final": final}
         return decision
+
+    def _best_option(self, opts: list[str], obs: list[Observation]) -> dict[str, Any] | None:
+        """A multiple-choice question whose moment was not found clearly: the question says one of its
+        options holds, so the option the nearest evidence (the searches' best moments) supports best is
+        the answer, said to rest on weak evidence, with the moment that supports it at low confidence."""
+        hits = sorted((h for o in obs if o.tool == "search" and o.result for h in o.result["hits"]
+                       if h["level"] not in COARSE and h["snippet"] and not h["snippet"].startswith("[")),
+                      key=lambda h: -h["score"])
+        near = list({h["snippet"]: h for h in hits}.values())[:GUESS_EVIDENCE]
+        picked = reader.read_choice(opts, [h["snippet"] for h in near], self.scorer)
+        if picked is None:
+            return None
+        i, scores = picked
+        support = [float(x) for x in self.scorer(opts[i], [h["snippet"] for h in near])] if self.scorer else []
+        h = near[max(range(len(near)), key=lambda k: support[k])] if support else near[0]
+        why = (f'Nothing matched the question clearly. Of the options, "{opts[i]}" is the one the nearest '
+               f'evidence supports best: {hms(h["start"])}–{hms(h["end"])} in {h["video"]} ("{h["snippet"]}"). '
+               "Options scored against it: " + ", ".join(f"{o} {sc:.2f}" for o, sc in zip(opts, scores)) + ".")
+        return {"answer": opts[i], "explanation": why, "evidence": sorted({o.step for o in obs}),
+                "spans": [{"video": h["video"], "start": h["start"], "end": h["end"], "confidence": GUESS_CONFIDENCE}]}
 
     def _locate(self, question: str, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
         obs: list[Observation] = state.get("observations", [])
@@ -314,9 +343,9 @@ class OfflinePlanner:
                           "evidence": [o.step for o in searches]}}
 
     def _which_first(self, question: str, state: dict[str, Any], must_answer: str | None) -> dict[str, Any]:
-        """"Which comes first, A or B?" / "does A happen before B?": search each side in time order and
-        compare their earliest moments (``reader.first_moments``: each moment read against both sides); the
-        earlier side is the answer (yes or no for "does A happen before B")."""
+        """"Which comes first (later), A or B?" / "does A happen before (after) B?": search each side in time
+        order and compare their earliest moments (``reader.first_moments``: each moment read against both
+        sides); the earlier (later) side is the answer, yes or no for "does A happen before B"."""
         obs: list[Observation] = state.get("observations", [])
         form, a, b = reader.order_sides(question) or ("which", question, question)
         sides = [describe(parse_time(x).text) for x in (a, b)]
@@ -334,7 +363,10 @@ class OfflinePlanner:
                                              "cannot be told."}}
         fa, fb = firsts
         a_first = (fa["start"], fa["end"]) <= (fb["start"], fb["end"])
-        short = ("yes" if a_first else "no") if form == "before" else (a if a_first else b)
+        if form in ("before", "after"):  # "does A happen before (after) B?"
+            short = "yes" if a_first == (form == "before") else "no"
+        else:  # "which comes first" names the earlier side, "which comes later" the later one
+            short = a if a_first == (form == "which") else b
         why = "; ".join(f'"{x}" first at {hms(f["start"])}–{hms(f["end"])} in {f["video"]} ("{f["snippet"]}")'
                         for x, f in sorted(zip((a, b), firsts), key=lambda xf: xf[1]["start"]))
         spans = [{"video": f["video"], "start": f["start"], "end": f["end"], "confidence": COUNT_CONFIDENCE}
@@ -480,8 +512,11 @@ class OfflinePlanner:
                 return {"final": self._final(obs, focus, where=where)}
             r = best.result
             window = focus.clamp(r["best_start"], r["best_end"], least=0.0) or (r["best_start"], r["best_end"])
+            # a question that says where its moment is ("shown on screen", "said") is grounded in that
+            # channel only: a line of the other one beside it cannot answer it (see _final)
+            only = {"channel": where} if where in TEXT_CHANNELS else {}
             return {"calls": [_call("ground", {"video": r["video"], "start": window[0], "end": window[1],
-                                               "query": query})]}
+                                               "query": query, **only})]}
         return {"final": self._final(obs, focus, looked, where=where)}
 
     def _look(self, video: str, focus: Focus, query: str) -> dict[str, Any]:
@@ -532,6 +567,13 @@ class OfflinePlanner:
             span = both if both[1] - both[0] >= 1e-3 else span
         crossed = (g is not None and where in TEXT_CHANNELS and g["source"] in TEXT_CHANNELS
                    and g["source"] != where and looked is None)
+        if (where in TEXT_CHANNELS and looked is None and not crossed
+                and (g is None or g["confidence"] < self.min_confidence)):
+            # grounded in the channel asked about and too unsure there: if the other channel holds a line
+            # that would be sure enough, that is the nearest candidate to name
+            other = _other_line(inspected, where, self.min_confidence)
+            if other is not None:
+                g, crossed = other, True
         if g is not None and span is not None and g["confidence"] >= self.min_confidence and not crossed:
             spans = [{"video": g["video"], "start": span[0], "end": span[1], "confidence": g["confidence"]}]
             if focus.occurrence is None and focus.anchor is None and looked is None:  # one moment: no extras
@@ -741,6 +783,21 @@ def _open_pick(r: dict[str, Any], focus: Focus, hint: str | None) -> dict[str, A
         return max(items, key=lambda x: (x["end"], x["score"]))
     ref = focus.ref or (r["start"], r["end"])
     return max(items, key=lambda x: (round(_overlap((x["start"], x["end"]), ref), 3), x["score"]))
+
+
+def _other_line(inspected: list[Observation], where: str, cut: float) -> dict[str, Any] | None:
+    """The best line of the channel *not* asked about in the inspected windows, as a ground result, if its
+    match would clear the "not found" cut (the mapping ground uses, ``evidence.text_confidence``)."""
+    key, source = ("spoken", "speech") if where == "ocr" else ("shown", "ocr")
+    lines = [(o.result["video"], x) for o in inspected for x in o.result.get(key) or [] if x["text"].strip()]
+    if not lines:
+        return None
+    video, x = max(lines, key=lambda vx: vx[1]["score"])
+    confidence = text_confidence(x["score"])
+    if confidence < cut:
+        return None
+    return {"video": video, "start": x["start"], "end": x["end"], "confidence": confidence, "source": source,
+            "evidence": x["text"]}
 
 
 def _relevant(inspected: list[Observation], hint: str | None) -> list[Observation]:

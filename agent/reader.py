@@ -46,15 +46,20 @@ STOP = frozenset(
 COUNT = re.compile(r"\bhow (many (\w+ ){0,2}times|often)\b|\bhow many (\w+ )?(occasions|moments)\b",
                    re.IGNORECASE)
 _WHOLE = r"(this|the) (whole |entire |full |long |short )?(video|clip|film|movie|recording|talk|programme|program|show)"
-# about the whole video: what it is about, its topic or summary, or what it mostly is, shows or holds
-TOPIC = re.compile(rf"\b(what('s| is| are)? {_WHOLE}( \w+)? about|what is (it|this) about|(main )?topic of|"
-                   rf"summar(y|ise|ize)|what (is|does|do) {_WHOLE} (mostly|mainly|largely|chiefly|generally|"
-                   r"primarily|overall)\b)", re.IGNORECASE)
-WHEN = re.compile(r"^\s*(when\b|at what (point|moment)|at which (point|moment)|how far into)", re.IGNORECASE)
 # The nouns of measure: a question whose wh-phrase is headed by one ("what wind speed", "what is the number
 # of the bay") asks for a number, whatever words modify the noun.
 MEASURE_NOUN = (r"(percentage|percent|share|number|price|amount|time|year|date|temperature|score|speed|size|cost|"
                 r"rate|distance|duration|age|weight|height|length|total|count|figure)")
+# about the whole video: what it is about, its topic or summary, or what it mostly is, shows or holds; a
+# property of the video itself ("what is the subject of this clip?"); what it covers, deals with, shows
+TOPIC = re.compile(rf"\b(what('s| is| are)? {_WHOLE}( \w+)? about|what is (it|this) about|(main )?topic of|"
+                   rf"summar(y|ise|ize)|what (is|does|do) {_WHOLE} (mostly|mainly|largely|chiefly|generally|"
+                   r"primarily|overall)\b)"
+                   rf"|^\s*what('s| is| was) (the|its) (\w+ )?(?!{MEASURE_NOUN}s?\b)\w+ of {_WHOLE}\s*\??\s*$"
+                   rf"|^\s*what (does|do|did) {_WHOLE} (\w+ )?(cover|concern|deal with|focus on|discuss|describe|"
+                   rf"explain|present|show)\s*\??\s*$|^\s*what is {_WHOLE} (\w+ )?(concerned with|focused on|"
+                   r"devoted to)\s*\??\s*$", re.IGNORECASE)
+WHEN = re.compile(r"^\s*(when\b|at what (point|moment)|at which (point|moment)|how far into)", re.IGNORECASE)
 QUANTITY = re.compile(r"\bhow (many|much|long|far|old|big|tall|high|fast|heavy)\b|\b(what|which)('s)?\s+((is|was|are|were)"
                       rf"\s+)?(the\s+)?([a-z]+\s+){{0,2}}?{MEASURE_NOUN}s?\b",
                       re.IGNORECASE)
@@ -67,11 +72,13 @@ PERSON = re.compile(r"\b(who|whom|whose|names?|surname|called)\b", re.IGNORECASE
 LAST_NAME = re.compile(r"\b(surname|family name|last name)\b", re.IGNORECASE)
 FIRST_NAME = re.compile(r"\b(first|given|christian) name\b", re.IGNORECASE)
 NAME = re.compile(r"^\s*(which|what|who|whom|whose|where)\b", re.IGNORECASE)
-# "which comes first / earlier", "which is heard before (or ahead of) the other: A or B?"
-ORDER = re.compile(r"\bwhich (\w+ ){0,3}(first|earlier|sooner|(before|ahead of|earlier than) the other)\b"
-                   r"|\b(first|earlier)\s*[,:]", re.IGNORECASE)
-BEFORE = re.compile(r"^\s*(does|do|did|is|was)\s+(?P<a>.+?)\s+(happen |come |appear |occur )?(before|earlier "
-                    r"than)\s+(?P<b>.+?)\s*\??\s*$", re.IGNORECASE)
+# "which comes first / earlier", "which do we hear about later", "which is heard before (or ahead of, after)
+# the other: A or B?"; the comparison word says whether the earlier or the later side is asked for
+ORDER = re.compile(r"\b(which|what) (\w+ ){0,6}?(?P<cmp>first|earlier|sooner|later|last|(before|ahead of|earlier "
+                   r"than|after|later than) the other)\b|\b(?P<bare>first|earlier|later)\s*[,:—–]", re.IGNORECASE)
+LATER = re.compile(r"^(later|last|after|later than)\b", re.IGNORECASE)
+BEFORE = re.compile(r"^\s*(does|do|did|is|was|are|were)\s+(?P<a>.+?)\s+(happen |come |appear |occur )?"
+                    r"(?P<rel>before|earlier than|after|later than)\s+(?P<b>.+?)\s*\??\s*$", re.IGNORECASE)
 LETTERED = re.compile(r"(?:^|\s|\()([A-Ea-e])[).:]\s+(.+?)(?=\s+\(?[A-Ea-e][).:]\s|\s*$)")
 
 
@@ -116,17 +123,48 @@ def options(question: str) -> tuple[str, list[str]]:
 
 
 def order_sides(question: str) -> tuple[str, str, str] | None:
-    """("which" | "before", A, B) for "which comes first, A or B?" or "does A happen before B?", else None."""
+    """(form, A, B) for a question about the order of two events, else None. Forms: "which" (the earlier
+    side is the answer), "later" (the later side: "which comes later / last"), "before" and "after" (yes or
+    no: "does A happen before B?", "did A come after B?").
+
+    The two sides are looked for after the comparison ("which comes first, A or B?"), before it ("A or B:
+    which comes first?", "of A and B, which is heard earlier?"), and, failing both, in the question's
+    lettered options ("which happens earlier? (A) ... (B) ..."), so the sides need no fixed place."""
     m = BEFORE.match(question)
-    if m:
-        return "before", m["a"].strip(" ,"), m["b"].strip(" ,?")
+    if m and not _is_time(f'{m["rel"]} {m["b"]}'):  # "was it said before 2:00?" asks about a window
+        form = "after" if LATER.match(m["rel"]) else "before"
+        return form, m["a"].strip(" ,"), m["b"].strip(" ,?")
     m = ORDER.search(question)
-    if m:
-        rest = question[m.end():].strip(" ,:?—-")
-        parts = re.split(r"\s+or\s+", rest)
-        if len(parts) == 2 and all(p.strip(" ,?") for p in parts):
-            return "which", parts[0].strip(" ,"), parts[1].strip(" ,?")
-    return None
+    if not m:
+        return None
+    form = "later" if LATER.match(m["cmp"] or m["bare"] or "") else "which"
+    for sides in (_two_sides(question[m.end():], "or"),
+                  _two_sides(re.sub(r"^\s*(of|between|out of|from)\s+", "", question[: m.start()], flags=re.I),
+                             "or|and")):
+        if sides:
+            return form, *sides
+    opts = options(question)[1]
+    return (form, opts[0], opts[1]) if len(opts) == 2 else None
+
+
+def _is_time(text: str) -> bool:
+    """Whether a phrase ("before 2:00", "after the ten minute mark") is only a point in media time."""
+    from .timewords import parse_time  # the one parser of time words (it imports nothing of the reader)
+
+    when = parse_time(f"it is said {text}")  # a clause for the phrase to attach to
+    return when.bounds() != (None, None) and when.anchor is None
+
+
+def _two_sides(text: str, joins: str) -> tuple[str, str] | None:
+    """The two sides of "A or B" (or "A and B"), with the punctuation around them off; None otherwise."""
+    text = text.strip(" ,:?—–-")
+    if re.search(r"(?:^|\s|\()[A-Ea-e][).:]\s", text):  # lettered options are read by ``options``
+        return None
+    parts = re.split(rf"\s+(?:{joins})\s+", text)
+    if len(parts) != 2:
+        return None
+    a, b = (p.strip(" ,:?—–-") for p in parts)
+    return (a, b) if a and b else None
 
 
 def count_text(question: str) -> str:
@@ -351,8 +389,8 @@ def distinct_moments(hits: Sequence[dict[str, Any]], description: str, scorer: S
     ORDER_FRACTION of the best hit's (short texts of different things can clear the floor alone); and
     that are the thing counted again: a text holding every word of the best-matching one ("CAUTION" in
     "FREEZER -80 CAUTION"), or one nearly as close to the description (SAME_EVENT), not another thing of
-    the same topic ("SCORE 3-1" beside "GOAL"). Hits that overlap are one moment (the best-scored hit
-    stands for it)."""
+    the same topic ("SCORE 3-1" beside "GOAL"). Hits that overlap are one moment; its best-scored event
+    (utterance or text track: the moment's true extent) stands for it, else its best-scored hit."""
     fine = [h for h in hits if h["level"] not in COARSE]
     if not fine:
         return []
@@ -370,11 +408,16 @@ def distinct_moments(hits: Sequence[dict[str, Any]], description: str, scorer: S
         g = groups[-1] if groups else None
         if g is not None and g["video"] == h["video"] and h["start"] < g["end"]:
             g["end"] = max(g["end"], h["end"])
-            if h["score"] > g["hit"]["score"]:
+            if _stands_for(h) > _stands_for(g["hit"]):
                 g["hit"] = h
         else:
             groups.append({"video": h["video"], "start": h["start"], "end": h["end"], "hit": h})
     return groups
+
+
+def _stands_for(hit: dict[str, Any]) -> tuple[bool, float]:
+    """Which of a moment's overlapping hits reports it: an event before a clip or frame, then the score."""
+    return hit["level"] == "event", hit["score"]
 
 
 def first_moments(hits: Sequence[dict[str, Any]], sides: Sequence[str], scorer: Scorer

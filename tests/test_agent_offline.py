@@ -102,6 +102,14 @@ def test_tools_alone(talk_library, talk_truth):
     g = ground(ctx, "talk.mp4", 20.0, 26.0, "harbor 42 sign")
     truth = _truth(talk_truth, "onscreen", "HARBOR")
     assert g.source == "ocr" and iou((g.start, g.end), truth) >= 0.7, g
+    # the library line said in the same window matches "closing" better; asked for what is shown, only
+    # the sign can be the moment, and asked for what is said, only the line
+    said = ground(ctx, "talk.mp4", 20.0, 30.0, "the library closing on Sunday")
+    shown = ground(ctx, "talk.mp4", 20.0, 30.0, "the library closing on Sunday", channel="ocr")
+    assert said.source == "speech" and shown.source == "ocr" and "HARBOR" in shown.evidence, (said, shown)
+    assert shown.confidence < said.confidence
+    with pytest.raises(Exception, match="unknown channel"):
+        lib.ground("talk.mp4", 20.0, 30.0, "sign", channel="visual")
 
 
 def test_tool_errors_are_clear(talk_library):

@@ -111,6 +111,21 @@ def test_filters(talk_library, talk_truth):
         lib.search("rain", level="chapter")
 
 
+def test_a_query_nothing_clears_the_floor_for_still_gets_the_nearest_texts_scored_faint(talk_library):
+    """No word and no sentence said in talk.mp4 is near "shelves" (every cosine under TEXT_FLOOR): search
+    still returns the nearest lines rather than nothing, each scored far below a line that cleared the floor."""
+    from vdisc.tools.search import FAINT_SHARE
+
+    home, _ = talk_library
+    lib = Library(home)
+    faint, clear = lib.search("shelves", modality="speech").hits, lib.search("rain", modality="speech").hits
+    assert faint and clear
+    assert max(h.score for h in faint) <= FAINT_SHARE * max(h.score for h in clear)
+    assert lib.search("shelves", modality="speech", within=(20.0, 30.0)).hits[0].snippet.startswith("The old library")
+    # nothing is said in the clips between 15 s and 20 s: the filters still leave nothing to return
+    assert not lib.search("shelves", modality="speech", level="clip", within=(15.0, 20.0)).hits
+
+
 def test_vectors_and_rows_agree(talk_library):
     """Every FAISS index holds exactly the rows of its (level, modality)."""
     home, _ = talk_library

@@ -30,6 +30,11 @@ from vdisc.evaluation.metrics import answer_matches
     ("What colour is the first car?", "name"),
     ("What does the recording mainly consist of?", "topic"),  # what it mostly is, not only "about"
     ("What is the recording showing at 2:00?", "name"),
+    ("What is the subject of this clip?", "topic"),  # a property of the video itself
+    ("What is the overall theme of this video?", "topic"),
+    ("What does this recording mainly cover?", "topic"),
+    ("What is the length of this video?", "quantity"),  # a measure of the video is a number, not its topic
+    ("What is the sign in this video?", "name"),  # something in it, not the video
 ])
 def test_question_kinds(question, kind):
     assert reader.kind(question) == kind
@@ -99,6 +104,20 @@ def test_options_and_sides_are_read_from_the_question():
     assert reader.kind("Which is shown before the other, the map or the clock?") == "order"
 
 
+@pytest.mark.parametrize("question,sides", [
+    ("Which do we hear about earlier — the ferry or the storm?", ("which", "the ferry", "the storm")),
+    ("The ferry or the storm: which is mentioned first?", ("which", "The ferry", "the storm")),  # sides ahead
+    ("Of the ferry warning and the frost advice, which comes later?", ("later", "the ferry warning",
+                                                                       "the frost advice")),
+    ("Which happens earlier? (A) the ferry (B) the storm", ("which", "the ferry", "the storm")),  # lettered
+    ("Does the alarm ring after the doors open?", ("after", "the alarm ring", "the doors open")),
+    ("Is the logo shown before 1:00?", None),  # a window in media time, not a second event
+    ("Which sign appears first?", None),  # no two sides: the first of the signs, not an order of two
+])
+def test_the_two_sides_of_an_order_question_are_found_wherever_they_stand(question, sides):
+    assert reader.order_sides(question) == sides
+
+
 def test_readers_on_evidence_text():
     assert reader.read_quantity("how many eggs go into the batter?", "Crack three eggs into the batter.") == "three"
     assert reader.read_quantity("what share of the budget is spent on rent?",
@@ -127,7 +146,9 @@ def test_distinct_moments_merge_overlapping_hits_and_skip_coarse_ones():
             hit("clip", 14, 19, 0.01)]  # the last scores below ORDER_FRACTION of the best: not relevant
     groups = reader.distinct_moments(hits, "LIGHTHOUSE", None)
     assert [(g["start"], g["end"]) for g in groups] == [(4, 10), (22, 28), (40, 46)]
-    assert groups[0]["hit"]["level"] == "clip"
+    # the moment is reported by its event (the sign's own extent), not by the clip that scored higher
+    assert (groups[0]["hit"]["level"], groups[0]["hit"]["start"], groups[0]["hit"]["end"]) == ("event", 4.5, 9.5)
+    assert groups[1]["hit"]["level"] == "clip"  # no event there: the best hit stands for it
 
 
 def _hit(level, start, end, snippet, score=0.03):
@@ -189,6 +210,8 @@ def test_on_screen_text_is_the_ocr_line(talk_library):
     ("Which is mentioned first: the library closing or the rocket launch?", "the rocket launch"),
     ("Which do they talk about earlier, the goalkeeper's catch or the umbrella?", "the umbrella"),
     ("Does the goalkeeper catch come before the salt in the soup?", "no"),
+    ("Of the rocket launch and the library closing, which is mentioned later?", "the library closing"),
+    ("Is the goalkeeper catch mentioned after the umbrella?", "yes"),
 ])
 def test_which_comes_first(talk_library, question, expected):
     answer = _ask(talk_library, question)
@@ -200,6 +223,15 @@ def test_multiple_choice_picks_the_option_the_evidence_supports(talk_library):
     answer = _ask(talk_library, "What does the cook stir into the pot? A) sugar B) salt C) pepper")
     assert answer.answer == "salt", (answer.answer, answer.explanation)
     assert "Options scored" in answer.explanation
+
+
+def test_a_multiple_choice_question_with_no_clear_moment_still_gets_the_best_supported_option(talk_library):
+    """Nothing says "seasoning" clearly enough to ground, but the question says one option holds: the one the
+    nearest evidence supports (salt, in the soup line) is the answer, marked as resting on weak evidence."""
+    answer = _ask(talk_library, "Which seasoning ends up in the broth? (A) cinnamon (B) salt (C) vanilla")
+    assert answer.answer == "salt", (answer.answer, answer.explanation)
+    assert answer.explanation.startswith("Nothing matched the question clearly")
+    assert answer.spans and answer.spans[0].start < 5.0 and answer.spans[0].confidence <= 0.1
 
 
 def test_what_the_video_is_about_comes_from_its_summary(talk_library):

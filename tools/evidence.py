@@ -131,6 +131,14 @@ def visual_peak(frames: list[FrameScore], period: float) -> tuple[float, float, 
     return frames[a].ts, frames[b].ts + period, frames[best].score
 
 
+def text_confidence(score: float) -> float:
+    """A text match's confidence in [0.05, 1]: its similarity to the query, 0.15 (unrelated) to 0.6 (the
+    same thing in other words) mapped onto the scale; below TEXT_MATCH a line is not a match at all."""
+    if score < TEXT_MATCH:
+        return round(max(float(score), 0.05) * 0.5, 3)
+    return round(float(np.clip((score - 0.15) / 0.45, 0.05, 1.0)), 3)
+
+
 def locate(spoken: list[Spoken], shown: list[Shown], frames: list[FrameScore], period: float,
            window: tuple[float, float]) -> Located:
     """The span that best answers the query in a window, by channel strength.
@@ -143,8 +151,7 @@ def locate(spoken: list[Spoken], shown: list[Shown], frames: list[FrameScore], p
     if text_hits:
         score, source, hit = max(text_hits, key=lambda t: t[0])
         if score >= TEXT_MATCH:
-            conf = float(np.clip((score - 0.15) / 0.45, 0.05, 1.0))
-            return Located(hit.start, hit.end, round(conf, 3), source, hit.text)
+            return Located(hit.start, hit.end, text_confidence(score), source, hit.text)
     peak = visual_peak(frames, period)
     if peak is not None:
         a, b, score = peak
@@ -153,7 +160,7 @@ def locate(spoken: list[Spoken], shown: list[Shown], frames: list[FrameScore], p
         return Located(a, min(b, window[1]), round(conf, 3), "visual", "")
     if text_hits:
         score, source, hit = max(text_hits, key=lambda t: t[0])
-        return Located(hit.start, hit.end, round(max(float(score), 0.05) * 0.5, 3), source, hit.text)
+        return Located(hit.start, hit.end, text_confidence(score), source, hit.text)
     return Located(window[0], window[1], 0.05, "window", "")
 
 

@@ -17,10 +17,11 @@ confidence. Then the edges are refined to the event's true extent:
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from vdisc.errors import ConfigError
 from vdisc.index.events import same_line
 
 from .context import End, Start, ToolContext, VideoRef, clamp_window
@@ -46,20 +47,27 @@ class GroundResult(BaseModel):
 
 
 def ground(ctx: ToolContext, video: VideoRef, start: Start, end: End,
-           query: Annotated[str, Field(description="a short description of the moment to pin down")]) -> GroundResult:
+           query: Annotated[str, Field(description="a short description of the moment to pin down")],
+           channel: Annotated[Literal["speech", "ocr"] | None,
+                              Field(description="only what is said (speech) or only what is shown on screen "
+                                                "(ocr), when the question says which")] = None) -> GroundResult:
     """Refine when a moment starts and ends. Give a candidate window (seconds) from
     search or inspect and a short description of the moment; returns the precise
-    start, end and a confidence between 0 and 1, with the evidence used."""
+    start, end and a confidence between 0 and 1, with the evidence used. With `channel`,
+    only that channel's lines can be the moment (a question about what is shown is not
+    answered by a line said beside it)."""
+    if channel not in (None, "speech", "ocr"):
+        raise ConfigError(f"unknown channel {channel!r}; use speech or ocr")
     with ctx.store.session() as s:
         v = ctx.video(s, video)
         lo, hi = clamp_window(float(start) - PAD, float(end) + PAD, v.duration)
-        spoken = phrases(words_in(s, v.id, lo, hi))
+        spoken = phrases(words_in(s, v.id, lo, hi)) if channel != "ocr" else []
         for p, score in zip(spoken, text_scores(ctx, query, [p.text for p in spoken])):
             p.score = round(float(score), 4)
-        shown = tracks_in(s, v.id, lo, hi) or indexed_text(s, v.id, lo, hi)
+        shown = (tracks_in(s, v.id, lo, hi) or indexed_text(s, v.id, lo, hi)) if channel != "speech" else []
         for line, score in zip(shown, text_scores(ctx, query, [x.text for x in shown])):
             line.score = round(float(score), 4)
-        frames = stored_frame_scores(ctx, s, v.id, lo, hi, query)
+        frames = stored_frame_scores(ctx, s, v.id, lo, hi, query) if channel is None else []
         path, name, vid = v.path, v.name, v.id
     best = locate(spoken, shown, frames, 1.0 / ctx.settings.fps, (lo, hi))
     if best.source == "speech":

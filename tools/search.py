@@ -10,6 +10,10 @@ Two guards keep a list from voting for everything it ranks:
 - a dense text list only keeps hits whose cosine similarity clears
   ``TEXT_FLOOR`` (sentence embeddings of unrelated texts score below it);
 - each dense list is cut at ``DENSE_DEPTH``.
+When nothing at all clears the floor (a paraphrase far from a garbled
+transcript), the nearest texts are returned anyway, scaled down by
+``FAINT_SHARE``: an empty answer would hide the closest candidate, and
+whether it is close enough is for the caller (ground's confidence) to say.
 Weights favour clips (the moments people jump to) over the coarser scene,
 hour, day and video levels, and word/text channels over raw visual
 similarity, which is broader. All of this is a function of the query and
@@ -47,6 +51,7 @@ Window = Annotated[list[float], Field(min_length=2, max_length=2)]
 RRF_K = 60  # the usual RRF constant: flattens the head so no single list dominates
 TEXT_FLOOR = 0.25  # cosine below which two sentence embeddings are unrelated
 DENSE_DEPTH = 20  # hits taken from each dense list
+FAINT_SHARE = 0.1  # when no text clears TEXT_FLOOR: the nearest ones are returned with this share of their vote
 FTS_DEPTH = 50  # hits taken from the word index
 # Events (utterances, text tracks) carry the true extent of what was said or shown; they vote a little
 # below the clip holding them, so a clip still leads while the event's own span comes with it.
@@ -176,6 +181,15 @@ def search(
 
         # 2. dense lists
         qvecs: dict[Any, np.ndarray] = {}
+        below: list[list[tuple[int, float]]] = []  # each dense text list as it came, before the floor
+
+        def text_vote(hits: list[tuple[int, float]]) -> None:
+            chunks = {c.id: c for c in s.scalars(select(TextChunk).where(TextChunk.id.in_([i for i, _ in hits])))}
+            for rank, (tid, _) in zip(ranks([sc for _, sc in hits]), hits):
+                c = chunks.get(tid)
+                if c is not None:
+                    vote(c.level, c.unit_id, rank, MODALITY_WEIGHT[c.modality], c.text, c.modality)
+
         for index in store.vector_indexes():
             if (level and index.level != level) or (modality and index.modality != modality) or not len(index):
                 continue
@@ -200,16 +214,20 @@ def search(
                 allowed = _allowed_ids(s, index, video_id, lo, hi, last)
             hits = index.search(qvec, DENSE_DEPTH, allowed=allowed)
             if not is_visual:
+                below.append(hits)
                 hits = [(i, sc) for i, sc in hits if sc >= TEXT_FLOOR]
-                chunks = {c.id: c for c in s.scalars(select(TextChunk).where(TextChunk.id.in_([i for i, _ in hits])))}
-                for rank, (tid, _) in zip(ranks([sc for _, sc in hits]), hits):
-                    c = chunks.get(tid)
-                    if c is not None:
-                        vote(c.level, c.unit_id, rank, MODALITY_WEIGHT[c.modality], c.text, c.modality)
+                text_vote(hits)
             else:
                 for rank, (uid, _) in zip(ranks([sc for _, sc in hits]), hits):
                     vote(index.level, uid, rank, MODALITY_WEIGHT[index.modality], why=index.modality)
 
+        if not units and any(below):
+            # nothing cleared the floor: the nearest texts still answer, at the bottom of any scale (a
+            # tenth of their vote), so "no moments" means the filters leave no text, and callers judge how near
+            for hits in below:
+                text_vote(hits)
+            for u in units.values():
+                u.score *= FAINT_SHARE
         ranked = sorted(units.values(), key=lambda u: (-u.score, -LEVEL_WEIGHT[u.level], u.id))
         pool = ranked[: top_k * 2] if order == "relevance" else ranked[:ORDER_POOL]
         # rows can vanish under a concurrent re-index (vectors go first, rows after): skip those units
