@@ -8,9 +8,9 @@ Two bounds (setting ``llm_context``, ``VDISC_LLM_CONTEXT``, in tokens):
 - before each call, if the whole conversation would not fit, older tool messages are replaced, oldest
   first, by a summary that keeps the moments they found (video, start, end, a few words).
 
-Tokens are estimated from characters (``CHARS_PER_TOKEN``) rather than counted with the model's
-tokenizer, which vdisc does not have for an arbitrary server; the ratio is chosen low so that JSON,
-which tokenizes worse than prose, is not underestimated.
+Tokens are estimated from characters (a digit a token, the rest at ``CHARS_PER_TOKEN``) rather than
+counted with the model's tokenizer, which vdisc does not have for an arbitrary server; the rates are
+chosen so that JSON full of times and scores, which tokenizes worse than prose, is not underestimated.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from langchain_core.messages import AnyMessage, ToolMessage
 from .answer import Observation
 
 # Measured with SmolLM2's tokenizer: 3.8 characters a token for the system prompt, 3.5 for the tool
-# schemas, 2.5 for search hits (JSON full of numbers, a digit a token). The lowest keeps every estimate
-# on the safe side: prose is overestimated by half, which costs room, not a window overflow.
+# schemas, 2.5 for search hits, and a digit is a token of its own (a summarised tool message, nearly
+# all times, runs at 1.8 characters a token). So digits count one each and the rest at the lowest rate:
+# prose is overestimated by half, which costs room, not a window overflow.
 CHARS_PER_TOKEN = 2.5
 MESSAGE_OVERHEAD = 8  # tokens a chat template adds around each message (role markers, separators)
 SUMMARY_MOMENTS = 12  # most moments a summarised tool message keeps
@@ -33,8 +34,9 @@ SNIPPET_CHARS = 60  # words kept per moment in a summary
 
 
 def tokens(text: str) -> int:
-    """An estimate of how many tokens ``text`` is for a chat model."""
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+    """An estimate of how many tokens ``text`` is for a chat model (never under, for the texts measured)."""
+    digits = sum(c.isdigit() for c in text)
+    return digits + math.ceil((len(text) - digits) / CHARS_PER_TOKEN)
 
 
 def observation_tokens(context: int) -> int:
@@ -93,13 +95,13 @@ def cut(body: dict[str, Any], max_tokens: int) -> dict[str, Any]:
 
     Lists keep their first items (tools return the best first), the list with the most text shrinking
     first; then the longest strings are shortened. A body that fits is returned as it is."""
-    limit = max_tokens * CHARS_PER_TOKEN - 200  # room for the note itself
-    if len(_dumps(body)) <= max_tokens * CHARS_PER_TOKEN:
+    limit = max_tokens - 80  # room for the note itself
+    if tokens(_dumps(body)) <= max_tokens:
         return body
     body = json.loads(_dumps(body))  # a copy to cut
     shortened: dict[str, tuple[int, int]] = {}  # path -> (items before, items kept)
     for _ in range(400):  # each round shrinks one list or string; bounded so a pathological body ends
-        size = len(_dumps(body))
+        size = tokens(_dumps(body))
         if size <= limit:
             break
         lists = _lists(body)
@@ -116,14 +118,14 @@ def cut(body: dict[str, Any], max_tokens: int) -> dict[str, Any]:
         parent, key, text = max(strings, key=lambda x: len(x[2]))
         if len(text) <= 40:
             break
-        parent[key] = text[: max(40, len(text) - (size - int(limit)) - 1)] + "…"
+        parent[key] = text[: max(40, len(text) - (size - limit) - 1)] + "…"  # a token is a character or more
         shortened.setdefault("long texts", (0, 0))
     parts = [f"{p} {n} of {total} kept" if total else "long texts shortened"
              for p, (total, n) in shortened.items()]
     body["cut"] = (f"this result was cut to fit {max_tokens} tokens ({'; '.join(parts)}); "
                    "ask for less (a video, a page, a smaller top_k or window) to see the rest")
-    if len(_dumps(body)) > max_tokens * CHARS_PER_TOKEN:  # still too long (one huge scalar): plain text, cut
-        text = _dumps(body)[: int(limit)]
+    if tokens(_dumps(body)) > max_tokens:  # still too long (one huge scalar): plain text, cut
+        text = _dumps(body)[: max(0, limit)]  # no token is shorter than a character
         body = {"cut": f"this result was cut to fit {max_tokens} tokens", "text": text}
     return body
 
