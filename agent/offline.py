@@ -53,7 +53,7 @@ from langchain_core.messages import AnyMessage
 
 from vdisc.timefmt import hms
 from vdisc.tools.evidence import text_confidence, text_scores
-from vdisc.tools.search import COARSE, ORDER_FRACTION
+from vdisc.tools.search import COARSE, ORDER_FRACTION, is_placeholder
 
 from . import calibration, reader
 from .answer import Observation, end_sentence, top_moment
@@ -237,7 +237,7 @@ class OfflinePlanner:
         options holds, so the option the nearest evidence (the searches' best moments) supports best is
         the answer, said to rest on weak evidence, with the moment that supports it at low confidence."""
         hits = sorted((h for o in obs if o.tool == "search" and o.result for h in o.result["hits"]
-                       if h["level"] not in COARSE and h["snippet"] and not h["snippet"].startswith("[")),
+                       if h["level"] not in COARSE and h["snippet"] and not is_placeholder(h["snippet"])),
                       key=lambda h: -h["score"])
         near = list({h["snippet"]: h for h in hits}.values())[:GUESS_EVIDENCE]
         picked = reader.read_choice(opts, [h["snippet"] for h in near], self.scorer)

@@ -28,6 +28,8 @@ from vdisc.numwords import SCALES, TENS, UNITS, answer_key
 from vdisc.timefmt import hms
 from vdisc.tools.search import COARSE, ORDER_FRACTION, TEXT_FLOOR
 
+from .timewords import parse_time
+
 Scorer = Callable[[str, list[str]], Sequence[float]]  # similarity of each text to a query
 NOT_FOUND = "not found"
 
@@ -149,8 +151,6 @@ def order_sides(question: str) -> tuple[str, str, str] | None:
 
 def _is_time(text: str) -> bool:
     """Whether a phrase ("before 2:00", "after the ten minute mark") is only a point in media time."""
-    from .timewords import parse_time  # the one parser of time words (it imports nothing of the reader)
-
     when = parse_time(f"it is said {text}")  # a clause for the phrase to attach to
     return when.bounds() != (None, None) and when.anchor is None
 

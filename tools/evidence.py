@@ -132,8 +132,9 @@ def visual_peak(frames: list[FrameScore], period: float) -> tuple[float, float, 
 
 
 def text_confidence(score: float) -> float:
-    """A text match's confidence in [0.05, 1]: its similarity to the query, 0.15 (unrelated) to 0.6 (the
-    same thing in other words) mapped onto the scale; below TEXT_MATCH a line is not a match at all."""
+    """A text line's confidence: a match (similarity at least TEXT_MATCH) maps 0.15 (unrelated) to 0.6 (the
+    same thing in other words) onto [0.05, 1]; a line below TEXT_MATCH is no match and gets half its
+    similarity (at least 0.025), under any "not found" cut."""
     if score < TEXT_MATCH:
         return round(max(float(score), 0.05) * 0.5, 3)
     return round(float(np.clip((score - 0.15) / 0.45, 0.05, 1.0)), 3)

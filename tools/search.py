@@ -375,7 +375,7 @@ def _reread(ctx: ToolContext, query: str, found: list[tuple[tuple[int, float, fl
 
     head, tail = found[:DEPTH], found[DEPTH:]
     # a hit with no text of its own (a visual match) gets a neutral reading, not one of its placeholder
-    cands = [Candidate(text="" if h[3].endswith(" match]") and h[3].startswith("[") else h[3], start=h[1],
+    cands = [Candidate(text="" if is_placeholder(h[3]) else h[3], start=h[1],
                        end=h[2], level=u.level, score=u.score, at=i) for i, (h, u) in enumerate(head)]
     out = []
     for c in rerank(ctx, query, cands):
@@ -386,6 +386,11 @@ def _reread(ctx: ToolContext, query: str, found: list[tuple[tuple[int, float, fl
     for _, u in tail:  # below every re-read hit, in their fused order
         u.score = min(u.score, low * 0.999)
     return out + tail
+
+
+def is_placeholder(snippet: str) -> bool:
+    """Whether a hit's snippet is the stand-in for a hit with no text of its own ("[visual match]")."""
+    return snippet.startswith("[") and snippet.endswith(" match]")
 
 
 def _materialise(session: Any, unit: _Unit) -> tuple[int, float, float, str]:
