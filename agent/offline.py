@@ -77,6 +77,7 @@ LOOK_OCR_FRAMES = 16  # at most this many reads (OCR is the slow part of inspect
 LOOK_CONFIDENCE = 0.5
 MIN_WINDOW = 0.5  # seconds: a window clamped shorter than this holds too few frames to inspect
 SAME_WORDS = 0.5  # share of the target's keywords in the anchor's own evidence at which the anchor is the target
+DURING_SHARE = 0.5  # share of the shorter of a line and the anchor they must share for the line to be "during" it
 SAME_MOMENT = 0.5  # share of an item inside the anchor (same channel) at which it is the anchor itself
 COUNT_TOP_K = 50  # hits a "how many times" search lists in time order: every occurrence in a long video
 ORDER_TOP_K = 20  # hits per side of a "which comes first" search
@@ -95,11 +96,14 @@ FRAMING = re.compile(
 )
 TEXT_CHANNELS = ("speech", "ocr")  # the channels a question can name ("said", "shown"): see channel_hint
 # Words that say which channel the moment lives in.
+# (verbs of telling are said: "told to stir", "asks visitors", "announces", "warns", "explains")
 SPEECH_HINT = re.compile(r"\b(talk\w*|mention\w*|say|says|said|spoken|speak\w*|discuss\w*|hear\w*|voice|"
-                         r"narrat\w*)\b", re.IGNORECASE)
-TEXT_HINT = re.compile(r"\b(shown|written|on (the )?screen|sign|text|read|title|displayed|label|caption)\b",
-                       re.IGNORECASE)
-SHOWN_HINT = re.compile(r"\b(shown|written|on (the )?screen|displayed)\b", re.IGNORECASE)
+                         r"narrat\w*|tell|tells|told|ask|asks|asked|announce[sd]?|announcing|explain\w*|remind\w*|"
+                         r"warn|warns|warned|advise[sd]?|instruct|instructs|instructed|describ\w*)\b", re.IGNORECASE)
+TEXT_HINT = re.compile(r"\b(shown|written|in writing|(on )?(the )?screen|sign|text|read|title|displayed|label|caption|"
+                       r"banner|headline)\b", re.IGNORECASE)
+SHOWN_HINT = re.compile(r"\b(shown|written|in writing|on (the )?screen|displayed|the screen (says?|reads?|shows?))\b",
+                        re.IGNORECASE)
 # Pro-forms that stand for any moment ("what happens", "anything seen"): not a description of one.
 GENERIC = re.compile(r"\b(happen\w*|going on|go(es)? on|occur\w*|see|seen|hear|heard|visible|there|anything|"
                      r"something|everything|things?|words?|lines?|shows?)\b", re.IGNORECASE)
@@ -226,11 +230,56 @@ class OfflinePlanner:
         decision = self._locate(stem, state, must_answer)
         if decision.get("final") is not None:
             obs = state.get("observations", [])
+            if opts and not any(reader.mentions(o, decision["final"].get("quote") or "") for o in opts):
+                # the moment found states none of the options: look for each option said or shown
+                asked = {o.args.get("query") for o in obs if o.tool == "search"}
+                todo = [q for q in self._option_queries(stem, opts) if q not in asked]
+                if todo and not must_answer and len(todo) + state.get("steps", 0) < self.max_steps:
+                    return {"calls": [_call("search", {"query": q, "top_k": 10}) for q in todo]}
+                stated = self._stated_option(stem, opts, obs)
+                if stated is not None:
+                    return {**decision, "final": stated}
             final = self._read(ask, stem, opts, decision["final"], obs)
             if opts and not final.get("spans"):
                 final = self._best_option(opts, obs) or final
             decision = {**decision, "final": final}
         return decision
+
+    @staticmethod
+    def _option_queries(stem: str, opts: list[str]) -> list[str]:
+        return [f"{content(stem)}: {o}" for o in opts]
+
+    def _stated_option(self, stem: str, opts: list[str], obs: list[Observation]) -> dict[str, Any] | None:
+        """A multiple-choice question whose moment states no option: each option was searched together with
+        the question; the option whose search found a line stating it ("booked three nights" for "three"),
+        the line most like the question and that option, is the answer, at that line's moment. None when no
+        line states any option."""
+        if self.scorer is None:
+            return None
+        best: tuple[float, int, dict[str, Any]] | None = None
+        scores = []
+        for i, (opt, q) in enumerate(zip(opts, self._option_queries(stem, opts))):
+            hits = [h for o in obs if o.tool == "search" and o.result and o.args.get("query") == q
+                    for h in o.result["hits"] if h["level"] not in COARSE and h["snippet"]
+                    and not is_placeholder(h["snippet"]) and reader.mentions(opt, h["snippet"])]
+            if not hits:
+                scores.append(0.0)
+                continue
+            sims = [float(x) for x in self.scorer(q, [h["snippet"] for h in hits])]
+            # of equal lines, the event (an utterance, a text track) carries the moment's true extent
+            k = max(range(len(hits)), key=lambda j: (round(sims[j], 4), hits[j]["level"] == "event"))
+            scores.append(sims[k])
+            if best is None or sims[k] > best[0]:
+                best = (sims[k], i, hits[k])
+        if best is None:
+            return None
+        sim, i, h = best
+        why = (f'At {hms(h["start"])}–{hms(h["end"])} in {h["video"]}: "{h["snippet"]}" states "{opts[i]}". Each '
+               "option searched with the question, best line stating it: "
+               + ", ".join(f"{o} {sc:.2f}" for o, sc in zip(opts, scores)) + ".")
+        return {"answer": opts[i], "explanation": why, "evidence": sorted({o.step for o in obs}),
+                "spans": [{"video": h["video"], "start": h["start"], "end": h["end"],
+                           "confidence": text_confidence(sim)}]}
 
     def _best_option(self, opts: list[str], obs: list[Observation]) -> dict[str, Any] | None:
         """A multiple-choice question whose moment was not found clearly: the question says one of its
@@ -244,8 +293,8 @@ class OfflinePlanner:
         if picked is None:
             return None
         i, scores = picked
-        support = [float(x) for x in self.scorer(opts[i], [h["snippet"] for h in near])] if self.scorer else []
-        h = near[max(range(len(near)), key=lambda k: support[k])] if support else near[0]
+        support = reader.support(opts[i], [h["snippet"] for h in near], self.scorer)
+        h = near[max(range(len(near)), key=lambda k: support[k])]
         why = (f'Nothing matched the question clearly. Of the options, "{opts[i]}" is the one the nearest '
                f'evidence supports best: {hms(h["start"])}–{hms(h["end"])} in {h["video"]} ("{h["snippet"]}"). '
                "Options scored against it: " + ", ".join(f"{o} {sc:.2f}" for o, sc in zip(opts, scores)) + ".")
@@ -332,7 +381,12 @@ class OfflinePlanner:
             return {"calls": [_call("search", {"query": q, "top_k": COUNT_TOP_K, **extra}) for q in queries(text)]}
         searches = [o for o in obs if o.tool == "search" and o.result]
         description = describe(text)
-        groups = reader.distinct_moments([h for o in searches for h in o.result["hits"]], description, self.scorer)
+        # "the X sign": one piece of text, counted each time it is shown again (a definite description)
+        one_text = channel_hint(text) == "ocr" and DEFINITE.match(description) is not None
+        if channel_hint(text) == "ocr":
+            description = denoted(description)
+        groups = reader.distinct_moments([h for o in searches for h in o.result["hits"]], description, self.scorer,
+                                         same_text=one_text)
         listed = "; ".join(f'{hms(g["start"])}–{hms(g["end"])} in {g["video"]} ("{g["hit"]["snippet"]}")'
                            for g in groups)
         why = (f'{len(groups)} distinct moment{"s" if len(groups) != 1 else ""} match "{description}"'
@@ -462,6 +516,8 @@ class OfflinePlanner:
         hint = channel_hint(text)
         where = channel_hint(text, strict=True)  # a moment of the other channel does not answer it
         query = describe(text)
+        if hint == "ocr":  # a piece of text is matched by what it stands for ("the word for X": X)
+            query = denoted(query)
         video = focus.video or state.get("video")
         ranked = [c for c in (_clamped(focus, w) for w in candidates(obs, focus.order)) if c is not None]
         # a question that names nothing of its own ("what is shown right after X") is answered by looking
@@ -635,6 +691,30 @@ def describe(text: str) -> str:
     return out or text.strip()
 
 
+# Nouns that name a piece of text rather than what it says ("the word for X", "the warning sign").
+TEXT_NOUN = r"(words?|terms?|signs?|labels?|texts?|captions?|titles?|banners?|headings?|messages?|notices?|writing)"
+DENOTES = re.compile(rf"^(?:(?:the|a|an|this|that|its|their)\s+)?(?:[\w'-]+\s+){{0,2}}?(?:{TEXT_NOUN}|names?)\s+"
+                     r"(?:for|of|meaning|that means|which means|saying|that says|reading|about)\s+(?P<what>.+)$",
+                     re.IGNORECASE)
+DEFINITE = re.compile(r"^(the|this|that|its|their|his|her)\s", re.IGNORECASE)
+DENOTES_BY = re.compile(rf"^(?P<det>the|a|an|this|that)\s+(?P<what>(?:[\w'-]+\s+){{0,3}}?[\w'-]+)\s+{TEXT_NOUN}$",
+                        re.IGNORECASE)
+
+
+def denoted(description: str) -> str:
+    """What a description of a piece of text says the text stands for: "the word for an inspection station"
+    -> "an inspection station", "the name of Portugal's capital" -> "Portugal's capital", "the warning sign"
+    -> "the warning". A sign reads "CHECKPOINT", not "the word for ...": its own meaning is what to match.
+    Anything else comes back as it is."""
+    m = DENOTES.match(description)
+    if m:
+        return m["what"]
+    m = DENOTES_BY.match(description)
+    if m and not m["what"].endswith("'s"):
+        return f'{m["det"]} {m["what"]}'
+    return description
+
+
 def _keys(description: str) -> str:
     words = [w for w in re.findall(r"[\w'-]+", description.lower()) if w not in STOP]
     return " ".join(dict.fromkeys(words))
@@ -657,7 +737,8 @@ def quoted(question: str) -> list[str]:
 def queries(text: str) -> list[str]:
     """Distinct search queries for a text without time words: quoted strings, its description, its keywords."""
     description = describe(text)
-    out = [*quoted(text), description, _keys(description)]
+    shown = denoted(description) if channel_hint(text) == "ocr" else description
+    out = [*quoted(text), description, shown, _keys(description)]
     return [q for q in dict.fromkeys(x for x in out if x)]
 
 
@@ -762,8 +843,8 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
 def _open_pick(r: dict[str, Any], focus: Focus, hint: str | None) -> dict[str, Any] | None:
     """For a question that names no content ("what is shown right after X"): the line said or shown in the
     inspected window that the relation points at (the first after, the last before, the most overlapping
-    during), in the channel the question names, else preferring another channel than the anchor's; the
-    anchor itself is never the answer."""
+    during; of the lines over most of it, the fuller one), in the channel the question names, else preferring another
+    channel than the anchor's; the anchor itself is never the answer."""
     items = [{**x, "channel": "speech"} for x in r["spoken"]] + [{**x, "channel": "ocr"} for x in r["shown"]]
     items = [x for x in items if len(x["text"].strip()) > 1 and x["end"] > x["start"]]
     a = focus.anchor
@@ -782,7 +863,15 @@ def _open_pick(r: dict[str, Any], focus: Focus, hint: str | None) -> dict[str, A
     if focus.pick == "last":
         return max(items, key=lambda x: (x["end"], x["score"]))
     ref = focus.ref or (r["start"], r["end"])
-    return max(items, key=lambda x: (round(_overlap((x["start"], x["end"]), ref), 3), x["score"]))
+
+    def during(x: dict[str, Any]) -> tuple[bool, int, float, float]:
+        # every line over most of the stretch is "during" it; of those the fuller reading ("ROOM 305" beside
+        # a stray "AA" read a little longer), since a content-free question's score says little
+        shared = _overlap((x["start"], x["end"]), ref)
+        most = shared >= DURING_SHARE * min(x["end"] - x["start"], ref[1] - ref[0])
+        return most, len(re.findall(r"\w", x["text"])), round(shared, 3), x["score"]
+
+    return max(items, key=during)
 
 
 def _other_line(inspected: list[Observation], where: str, cut: float) -> dict[str, Any] | None:

@@ -36,7 +36,7 @@ NOT_FOUND = "not found"
 # English grammar, not a data set: the words that are numbers (``numwords``), the words that ask.
 NUMBER_WORD = r"(?:" + "|".join(UNITS + TENS + list(SCALES) + ["a dozen", "dozen", "half", "a half"]) + r")"
 NUMBER = re.compile(
-    r"(?P<cur>[$€£¥])?\s?(?P<num>\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?|\d+(?:[.,]\d+)*|"
+    r"(?P<cur>[$€£¥])?\s?(?P<num>\d{1,2}(?::\d{2})?\s?[ap]m|\d{1,2}:\d{2}|\d+(?:[.,]\d+)*|"
     rf"{NUMBER_WORD}(?:[\s-]+(?:and\s+)?{NUMBER_WORD})*)\b(?P<pct>\s?(?:%|percent\b|per cent\b))?",
     re.IGNORECASE)
 STOP = frozenset(
@@ -199,8 +199,9 @@ def read_when(start: float, end: float) -> str:
 
 def tidy_numbers(text: str) -> str:
     """Digits as a transcriber writes them, put back together: "18 ,000" -> "18,000", and a whole hundred
-    followed by "and" and a smaller number, as "four hundred and twenty" comes out ("400 and 20"), -> 420."""
-    text = re.sub(r"(\d)\s+,(\d{3})\b", r"\1,\2", text)
+    followed by "and" and a smaller number, as "four hundred and twenty" comes out ("400 and 20"), -> 420.
+    "7 .15" -> "7.15" likewise."""
+    text = re.sub(r"(\d)\s+([,.])(\d)", r"\1\2\3", text)  # "18 ,000", "7 .15"
     return re.sub(r"\b(\d*[1-9]00) and (\d{1,2})\b", lambda m: str(int(m[1]) + int(m[2])), text)
 
 
@@ -215,15 +216,32 @@ def numbers(text: str) -> list[dict[str, Any]]:
         after = re.match(r"\s+(?:of\s+)?([A-Za-z][\w-]*)", text[m.end():])
         unit = after.group(1) if after and after.group(1).lower() not in STOP and not m["pct"] else ""
         out.append({"text": num, "cur": m["cur"] or "", "pct": "%" if m["pct"] else "", "unit": unit,
-                    "start": m.start(), "end": m.end()})
+                    "start": m.start(), "end": m.end(), "clock": _is_clock(text, m.start("num"), m.end("num"))})
     return out
 
 
+CLOCK = re.compile(r"\d{1,2}(?::\d{2}|\.\d{2})?(?:\s?[ap]m)?", re.IGNORECASE)
+AT_TIME = re.compile(r"\b(at|by|until|till|from|before|after|around|about)\s*$", re.IGNORECASE)
+ASKS_TIME = re.compile(r"\b(what|which) time\b|\bwhat hour\b|\bhow (late|early)\b", re.IGNORECASE)
+
+
+def _is_clock(text: str, start: int, end: int) -> bool:
+    """Whether a number is a time of day: "7:15", "8am", "5 o'clock", or "7.15" / "7" after "at", "by"."""
+    num = text[start:end]
+    if not CLOCK.fullmatch(num):
+        return False
+    after = text[end:end + 10].lower()
+    if ":" in num or num.lower().endswith(("am", "pm")) or re.match(r"\s*(o'?\s?clock|[ap]\.m\.)", after):
+        return True
+    hour = int(re.match(r"\d+", num).group())
+    return hour <= 24 and AT_TIME.search(text[max(0, start - 8):start]) is not None and "." in num
+
+
 def read_quantity(question: str, evidence: str) -> str | None:
-    """The number expression of the evidence nearest (in characters) to a content word of the question,
-    as it appears, with its currency or percent; a question of measure ("how long", "how far", "how much")
-    gets the unit word after it too, unless the question names it ("how many spoons" -> "two", "how long"
-    -> "25 minutes")."""
+    """The number expression of the evidence nearest (in characters) to a content word of the question, of
+    the kind asked (a time of day for "what time", else any other number first), as it appears, with its
+    currency or percent; a question of measure ("how long", "how far", "how much") gets the unit word after
+    it too, unless the question names it ("how many spoons" -> "two", "how long" -> "25 minutes")."""
     evidence = tidy_numbers(evidence)
     found = numbers(evidence)
     if not found:
@@ -235,7 +253,9 @@ def read_quantity(question: str, evidence: str) -> str | None:
         mid = (n["start"] + n["end"]) / 2
         return min((abs(mid - a) for a in anchors), default=n["start"])
 
-    best = min(found, key=distance)
+    # a time of day answers "what time", and not "which door number" beside it ("at 7.15 from gate 12")
+    kind = [n for n in found if n["clock"] == (ASKS_TIME.search(question) is not None)]
+    best = min(kind or found, key=distance)
     measure = MEASURE.search(question) is not None and not best["cur"] and not best["pct"]
     unit = best["unit"] if measure and best["unit"] and _stem(best["unit"]) not in want else ""
     return f"{best['cur']}{best['text']}{best['pct']}" + (f" {unit}" if unit else "")
@@ -348,15 +368,36 @@ def read_choice(opts: Sequence[str], evidence: Sequence[str], scorer: Scorer | N
     texts = [t for t in dict.fromkeys(t.strip() for t in evidence) if t]
     if not opts or not texts:
         return None
-    said = {_stem(w) for t in texts for w, _, _ in _tokens(answer_key(tidy_numbers(t)))}
+    said = _said(texts)
     scores = []
     for opt in opts:
-        key = answer_key(opt)
-        words = [_stem(w) for w, _, _ in _tokens(key) if w not in STOP] or [_stem(key or opt)]
+        words = _option_words(opt)
         share = sum(w in said for w in words) / len(words)
         sim = max((float(x) for x in scorer(opt, texts)), default=0.0) if scorer is not None else 0.0
         scores.append(round(sim + share, 4))
     return max(range(len(opts)), key=lambda i: scores[i]), scores
+
+
+def support(option: str, texts: Sequence[str], scorer: Scorer | None) -> list[float]:
+    """How well each text supports an option, as ``read_choice`` scores it but text by text: the text
+    similarity plus the share of the option's words the text holds."""
+    words = _option_words(option)
+    sims = [float(x) for x in scorer(option, list(texts))] if scorer is not None and texts else [0.0] * len(texts)
+    return [sim + sum(w in _said([t]) for w in words) / len(words) for sim, t in zip(sims, texts)]
+
+
+def mentions(option: str, text: str) -> bool:
+    """Whether a text states an option: every word of it (stems; numbers as digits, "three" meets "3")."""
+    return set(_option_words(option)) <= _said([text])
+
+
+def _said(texts: Sequence[str]) -> set[str]:
+    return {_stem(w) for t in texts for w, _, _ in _tokens(answer_key(tidy_numbers(t)))}
+
+
+def _option_words(option: str) -> list[str]:
+    key = answer_key(option)
+    return [_stem(w) for w, _, _ in _tokens(key) if w not in STOP] or [_stem(key or option)]
 
 
 def sentences(text: str) -> list[str]:
@@ -382,14 +423,17 @@ def read_topic(summary: str, scorer: Scorer | None) -> str | None:
 SAME_EVENT = 0.8  # a moment counts as another occurrence of an event when its text is this close to the best
 
 
-def distinct_moments(hits: Sequence[dict[str, Any]], description: str, scorer: Scorer | None) -> list[dict[str, Any]]:
+def distinct_moments(hits: Sequence[dict[str, Any]], description: str, scorer: Scorer | None,
+                     same_text: bool = False) -> list[dict[str, Any]]:
     """The distinct relevant moments among search hits, in time order: fine hits (clip, event, frame; a
     scene or video hit spans several moments) scoring at least ORDER_FRACTION of the best, whose text is
     about the description: its text similarity clears TEXT_FLOOR (the search's own bar) and is at least
     ORDER_FRACTION of the best hit's (short texts of different things can clear the floor alone); and
     that are the thing counted again: a text holding every word of the best-matching one ("CAUTION" in
     "FREEZER -80 CAUTION"), or one nearly as close to the description (SAME_EVENT), not another thing of
-    the same topic ("SCORE 3-1" beside "GOAL"). Hits that overlap are one moment; its best-scored event
+    the same topic ("SCORE 3-1" beside "GOAL"). With ``same_text`` (one piece of text counted: "the exit
+    sign") only the first way counts: another line near the topic ("FIRST AID") is another sign, however
+    close its meaning. Hits that overlap are one moment; its best-scored event
     (utterance or text track: the moment's true extent) stands for it, else its best-scored hit."""
     fine = [h for h in hits if h["level"] not in COARSE]
     if not fine:
@@ -402,7 +446,8 @@ def distinct_moments(hits: Sequence[dict[str, Any]], description: str, scorer: S
         bar = max(TEXT_FLOOR, ORDER_FRACTION * sims[top])
         same = set(answer_key(relevant[top]["snippet"]).split())  # the best text: the thing counted
         relevant = [h for h, s in zip(relevant, sims)
-                    if s >= bar and (same <= set(answer_key(h["snippet"]).split()) or s >= SAME_EVENT * sims[top])]
+                    if s >= bar and (same <= set(answer_key(h["snippet"]).split())
+                                     or (not same_text and s >= SAME_EVENT * sims[top]))]
     groups: list[dict[str, Any]] = []
     for h in sorted(relevant, key=lambda h: (h["video"], h["start"], h["end"])):
         g = groups[-1] if groups else None
@@ -453,6 +498,6 @@ def first_moments(hits: Sequence[dict[str, Any]], sides: Sequence[str], scorer: 
     return out
 
 
-__all__ = ["NOT_FOUND", "Scorer", "count_text", "distinct_moments", "first_moments", "kind", "numbers",
+__all__ = ["NOT_FOUND", "Scorer", "count_text", "distinct_moments", "first_moments", "kind", "mentions", "numbers",
            "options", "order_sides", "read_choice", "read_name", "read_quantity", "read_text", "read_topic",
-           "read_when", "sentences"]
+           "read_when", "sentences", "support"]

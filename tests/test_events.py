@@ -17,6 +17,7 @@ import pytest
 
 from vdisc import Library
 from vdisc.index.events import TrackBuilder, UtteranceBuilder, same_line, utterances
+from vdisc.index.models.ocr import tidy_reading
 
 from conftest import FIXTURES
 from live_stream import Publisher, make_segments
@@ -212,3 +213,8 @@ def test_doctor_finds_an_event_without_its_text(events_library, tmp_path):
                      "WHERE level = 'event')")
     (check,) = [c for c in _library_checks(Library(copy)) if c["name"] == "events"]
     assert not check["ok"] and "1 without text rows" in check["detail"]
+
+
+def test_a_zero_read_between_letters_is_the_letter_o():
+    assert [tidy_reading(t) for t in ("RO0M 305", "G00D", "r0om", "TERMINAL2", "B07", "10 0K")] == [
+        "ROOM 305", "GOOD", "room", "TERMINAL2", "B07", "10 0K"]

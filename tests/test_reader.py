@@ -6,6 +6,7 @@ import pytest
 
 from vdisc import Library
 from vdisc.agent import reader
+from vdisc.agent.offline import denoted
 from vdisc.evaluation.metrics import answer_matches
 
 
@@ -228,8 +229,8 @@ def test_multiple_choice_picks_the_option_the_evidence_supports(talk_library):
 def test_a_multiple_choice_question_with_no_clear_moment_still_gets_the_best_supported_option(talk_library):
     """Nothing says "seasoning" clearly enough to ground, but the question says one option holds: the one the
     nearest evidence supports (salt, in the soup line) is the answer, marked as resting on weak evidence."""
-    answer = _ask(talk_library, "Which seasoning ends up in the broth? (A) cinnamon (B) salt (C) vanilla")
-    assert answer.answer == "salt", (answer.answer, answer.explanation)
+    answer = _ask(talk_library, "Which seasoning ends up in the broth? (A) cinnamon (B) sea salt (C) vanilla")
+    assert answer.answer == "sea salt", (answer.answer, answer.explanation)  # no line states any option whole
     assert answer.explanation.startswith("Nothing matched the question clearly")
     assert answer.spans and answer.spans[0].start < 5.0 and answer.spans[0].confidence <= 0.1
 
@@ -272,3 +273,88 @@ def test_a_moment_in_the_other_channel_does_not_answer_where_the_question_asks(t
 def test_the_channel_asked_about_answers(talk_library):
     assert _ask(talk_library, "When is a pineapple shown on screen?").spans[0].start == pytest.approx(15.0, abs=1.0)
     assert _ask(talk_library, "When is the rocket launch mentioned?").spans[0].start == pytest.approx(9.5, abs=1.0)
+
+
+def test_a_count_of_one_sign_skips_other_signs_however_close_in_meaning():
+    # "the scoring celebration word": the sign GOAL shown again, not the score caption beside it in topic
+    sims = {"GOAL": 0.51, "SCORE 3-1": 0.48}
+    hits = [_hit("event", 7, 10, "GOAL"), _hit("event", 19, 22, "GOAL"), _hit("event", 41, 44, "GOAL"),
+            _hit("event", 66, 75, "SCORE 3-1")]
+    scorer = lambda q, texts: [sims[t] for t in texts]  # noqa: E731
+    assert len(reader.distinct_moments(hits, "the scoring celebration", scorer)) == 4  # topic alone lets it in
+    one = reader.distinct_moments(hits, "the scoring celebration", scorer, same_text=True)
+    assert [g["hit"]["snippet"] for g in one] == ["GOAL", "GOAL", "GOAL"]
+
+
+@pytest.mark.parametrize("question,expected", [
+    ("Which boarding door number is given for the departing plane?", "12"),  # not the departure time beside it
+    ("What time does the flight leave?", "7.15"),
+])
+def test_a_time_of_day_answers_what_time_and_nothing_else(question, expected):
+    assert reader.read_quantity(question, "Our flight to Lisbon depart at 7 .15 from Gate 12.") == expected
+
+
+def test_clock_times_are_numbers_of_their_own_kind():
+    assert [(n["text"], n["clock"]) for n in reader.numbers("The pool opens at 8am, room 305, lunch at 12:30.")] == [
+        ("8am", True), ("305", False), ("12:30", True)]
+    assert reader.read_quantity("what time does the pool open?", "The hotel pool opens at 8am daily.") == "8am"
+    assert reader.read_quantity("what is the pH?", "The pH was 4.50 at noon.") == "4.50"  # a decimal, not a time
+
+
+@pytest.mark.parametrize("description,meaning", [
+    ("the word for an inspection station", "an inspection station"),
+    ("the label of a numbered storage cabinet", "a numbered storage cabinet"),
+    ("the name of Portugal's capital", "Portugal's capital"),
+    ("the word meaning an examination", "an examination"),
+    ("the warning word", "the warning"),
+    ("the emergency way out sign", "the emergency way out"),
+    ("the cook's name", "the cook's name"),  # a name asked for, not a text standing for something
+    ("a fire in a warehouse", "a fire in a warehouse"),
+])
+def test_a_description_of_a_piece_of_text_is_matched_by_what_the_text_stands_for(description, meaning):
+    assert denoted(description) == meaning
+
+
+def test_a_multiple_choice_question_whose_moment_states_no_option_takes_the_line_that_states_one():
+    """The moment found for "how many nights were booked" says nothing of nights (the pool line beside it); each
+    option is then searched with the question, and the line that states one of them answers, at its moment."""
+    from vdisc.agent.answer import Observation
+    from vdisc.agent.offline import OfflinePlanner
+
+    planner = OfflinePlanner()
+    lines = {"Maria booked three nights at a hotel near the castle.": 0.6, "Be at the airport 2 hours early.": 0.2,
+             "The hotel pool closes at 8am.": 0.4}
+    planner.scorer = lambda q, texts: [lines[t] for t in texts]
+    stem, opts = "How many nights were reserved at the lodging?", ["two", "three", "four"]
+
+    def search(step, query, hits):
+        return Observation(step=step, tool="search", args={"query": query}, result={"query": query, "hits": [
+            {"video": "trip.mp4", "video_id": 1, "level": "event", "start": a, "end": b, "score": 0.03, "snippet": t}
+            for t, a, b in hits]})
+
+    queries = OfflinePlanner._option_queries(stem, opts)
+    obs = [search(1, queries[0], [("Be at the airport 2 hours early.", 73.0, 75.8),
+                                  ("The hotel pool closes at 8am.", 66.1, 68.7)]),
+           search(2, queries[1], [("Maria booked three nights at a hotel near the castle.", 12.2, 16.3),
+                                  ("The hotel pool closes at 8am.", 66.1, 68.7)]),
+           search(3, queries[2], [("The hotel pool closes at 8am.", 66.1, 68.7)])]
+    final = planner._stated_option(stem, opts, obs)
+    assert final is not None and final["answer"] == "three", final
+    assert (final["spans"][0]["start"], final["spans"][0]["end"]) == (12.2, 16.3)
+    assert "four 0.00" in final["explanation"]  # no line states four
+    assert planner._stated_option(stem, ["five", "six"], obs) is None  # nothing states them: the caller guesses
+
+
+@pytest.mark.parametrize("question,channel", [
+    ("At what point is the audience told to pour in the broth?", "speech"),  # verbs of telling are said
+    ("When does the guide ask visitors to stand back?", "speech"),
+    ("When does the forecaster warn drivers?", "speech"),
+    ("When is the break announced in writing?", None),  # said or written: the question does not settle it
+    ("What does the screen say?", None),  # the screen is what says it, not a voice
+    ("When does the banner about the ferry appear?", "ocr"),
+    ("How often does the instruction to mix appear written on the screen?", "ocr"),  # a noun, not "instruct"
+])
+def test_the_channel_a_question_names(question, channel):
+    from vdisc.agent.offline import channel_hint
+
+    assert channel_hint(question) == channel

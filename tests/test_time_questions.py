@@ -265,3 +265,16 @@ def test_how_many_times_counts_three_occurrences(repeats_library, question):
 def test_how_many_times_inside_a_window_counts_only_there(repeats_library):
     answer = Library(repeats_library).ask("How many times is LIGHTHOUSE shown after 0:15?")
     assert answer.answer == "2", (answer.answer, answer.explanation)
+
+
+def test_what_is_shown_while_they_talk_is_the_fuller_line_over_the_stretch():
+    """Two lines are read over the whole anchor: a stray mark read a little longer ("AA") and the sign; the
+    sign is what is shown during it (a content-free target has no words to score them by)."""
+    from vdisc.agent.offline import Focus, _open_pick
+
+    inspected = {"start": 10.0, "end": 18.0, "spoken": [], "shown": [
+        {"start": 11.0, "end": 18.0, "text": "AA", "score": 0.3},
+        {"start": 13.0, "end": 16.0, "text": "ROOM 305", "score": 0.1},
+        {"start": 16.5, "end": 18.0, "text": "PASSPORT CONTROL", "score": 0.2}]}  # mostly after the anchor
+    pick = _open_pick(inspected, Focus(ref=(12.25, 16.33), pick="overlap"), "ocr")
+    assert pick is not None and pick["text"] == "ROOM 305"

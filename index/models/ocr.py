@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +34,20 @@ class OCRModel:
         # RapidOCR wants BGR. No angle classifier: text in video is upright, and it costs a third of the time.
         result, _ = self.engine(np.ascontiguousarray(rgb[..., ::-1]), use_cls=False)
         lines = [
-            TextLine(text=str(text).strip(), score=float(score), box=[list(map(float, p)) for p in box])
+            TextLine(text=tidy_reading(str(text).strip()), score=float(score), box=[list(map(float, p)) for p in box])
             for box, text, score in (result or [])
             if float(score) >= MIN_SCORE and str(text).strip()
         ]
         return sorted(lines, key=lambda line: (line.box[0][1], line.box[0][0]))
+
+
+def tidy_reading(text: str) -> str:
+    """A zero between two letters is the letter O misread ("RO0M 305" -> "ROOM 305"): no word spells a
+    digit inside letters, while codes that mix them ("TERMINAL2", "B7") keep their digits at the edges."""
+    def letters(m: re.Match) -> str:
+        return ("O" if text[m.start() - 1].isupper() else "o") * len(m.group())
+
+    return re.sub(r"(?<=[A-Za-z])0+(?=[A-Za-z])", letters, text)
 
 
 def load(ref: str, device: str) -> OCRModel:
