@@ -516,8 +516,9 @@ class OfflinePlanner:
         hint = channel_hint(text)
         where = channel_hint(text, strict=True)  # a moment of the other channel does not answer it
         query = describe(text)
-        if hint == "ocr":  # a piece of text is matched by what it stands for ("the word for X": X)
-            query = denoted(query)
+        if hint == "ocr" and denoted(query) != query:
+            # "the sign for X" is a piece of text, matched by what it stands for (X), and only by what is shown
+            query, where = denoted(query), "ocr"
         video = focus.video or state.get("video")
         ranked = [c for c in (_clamped(focus, w) for w in candidates(obs, focus.order)) if c is not None]
         # a question that names nothing of its own ("what is shown right after X") is answered by looking
@@ -697,22 +698,16 @@ DENOTES = re.compile(rf"^(?:(?:the|a|an|this|that|its|their)\s+)?(?:[\w'-]+\s+){
                      r"(?:for|of|meaning|that means|which means|saying|that says|reading|about)\s+(?P<what>.+)$",
                      re.IGNORECASE)
 DEFINITE = re.compile(r"^(the|this|that|its|their|his|her)\s", re.IGNORECASE)
-DENOTES_BY = re.compile(rf"^(?P<det>the|a|an|this|that)\s+(?P<what>(?:[\w'-]+\s+){{0,3}}?[\w'-]+)\s+{TEXT_NOUN}$",
-                        re.IGNORECASE)
 
 
 def denoted(description: str) -> str:
     """What a description of a piece of text says the text stands for: "the word for an inspection station"
-    -> "an inspection station", "the name of Portugal's capital" -> "Portugal's capital", "the warning sign"
-    -> "the warning". A sign reads "CHECKPOINT", not "the word for ...": its own meaning is what to match.
-    Anything else comes back as it is."""
+    -> "an inspection station", "the name of Portugal's capital" -> "Portugal's capital". A sign reads
+    "CHECKPOINT", not "the word for ...": its own meaning is what to match. Anything else comes back as it
+    is, "the warning sign" too: there the noun is part of what tells one sign from another ("the emergency
+    way out" alone is nearer "FIRST AID" than "EXIT 3")."""
     m = DENOTES.match(description)
-    if m:
-        return m["what"]
-    m = DENOTES_BY.match(description)
-    if m and not m["what"].endswith("'s"):
-        return f'{m["det"]} {m["what"]}'
-    return description
+    return m["what"] if m else description
 
 
 def _keys(description: str) -> str:

@@ -226,15 +226,18 @@ ASKS_TIME = re.compile(r"\b(what|which) time\b|\bwhat hour\b|\bhow (late|early)\
 
 
 def _is_clock(text: str, start: int, end: int) -> bool:
-    """Whether a number is a time of day: "7:15", "8am", "5 o'clock", or "7.15" / "7" after "at", "by"."""
+    """Whether a number is a time of day: "7:15", "8am", "8 a.m.", "5 o'clock", or "7.15" after "at", "by"
+    (hours and minutes that can be a clock's; a bare "7" could be anything)."""
     num = text[start:end]
     if not CLOCK.fullmatch(num):
         return False
     after = text[end:end + 10].lower()
     if ":" in num or num.lower().endswith(("am", "pm")) or re.match(r"\s*(o'?\s?clock|[ap]\.m\.)", after):
         return True
-    hour = int(re.match(r"\d+", num).group())
-    return hour <= 24 and AT_TIME.search(text[max(0, start - 8):start]) is not None and "." in num
+    if "." not in num:
+        return False
+    hour, minute = (int(x) for x in num.split("."))
+    return hour <= 24 and minute < 60 and AT_TIME.search(text[max(0, start - 8):start]) is not None
 
 
 def read_quantity(question: str, evidence: str) -> str | None:

@@ -306,8 +306,8 @@ def test_clock_times_are_numbers_of_their_own_kind():
     ("the label of a numbered storage cabinet", "a numbered storage cabinet"),
     ("the name of Portugal's capital", "Portugal's capital"),
     ("the word meaning an examination", "an examination"),
-    ("the warning word", "the warning"),
-    ("the emergency way out sign", "the emergency way out"),
+    ("the sign for the medical kit", "the medical kit"),
+    ("the emergency way out sign", "the emergency way out sign"),  # the noun tells it from the other signs
     ("the cook's name", "the cook's name"),  # a name asked for, not a text standing for something
     ("a fire in a warehouse", "a fire in a warehouse"),
 ])
