@@ -195,6 +195,7 @@ _ORDINAL = re.compile(
 _EARLIEST = re.compile(r"\b(?:for\s+the\s+(?:very\s+)?first\s+time|the\s+(?:very\s+)?first\s+time|first\s+time|"
                        r"(?:the\s+)?(?:very\s+)?first|earliest|initially|at\s+first|originally|"
                        r"to\s+begin\s+with|at\s+the\s+(?:start|beginning))\b", re.I)
+_ATTRIBUTIVE = re.compile(r"(?:the\s+)?(?:very\s+)?(?:first|last)", re.I)
 _BEGIN = re.compile(r"\b(?:begin|begins|began|beginning|start|starts|started|starting)\b", re.I)
 _WHEN = re.compile(r"\b(?:when|what\s+time|at\s+what\s+(?:point|time|moment)|which\s+(?:moment|point))\b", re.I)
 _LATEST = re.compile(r"\b(?:(?:the\s+)?most\s+recent(?:ly)?|(?:the\s+)?latest|lately|recently|"
@@ -343,14 +344,23 @@ def _order(t: _Text) -> tuple[Order, int | None]:
     begin = _BEGIN.search(t.mask) if _WHEN.search(t.mask) else None
     early = min((x for x in (early, begin) if x is not None), key=lambda x: x.start(), default=None)
     if early is not None and (late is None or early.start() <= late.start()):
-        t.sub(_EARLIEST)
+        _cut_order(t, _EARLIEST)
         if begin is not None:
             t.sub(_BEGIN)
         return "earliest", None
     if late is not None:
-        t.sub(_LATEST)
+        _cut_order(t, _LATEST)
         return "latest", None
     return "relevance", None
+
+
+def _cut_order(t: _Text, pattern: re.Pattern[str]) -> None:
+    """Cut the order words out, except a bare "first" / "last" before another word: it also names the thing
+    ("the first aid sign", "her last name", "the first goal"), and the description keeps it."""
+    for m in reversed(list(pattern.finditer(t.mask))):
+        if _ATTRIBUTIVE.fullmatch(m.group()) and re.match(r"\s+[^\W\d_]", t.mask[m.end():]):
+            continue
+        t.cut(m.start(), m.end())
 
 
 def _anchor(t: _Text) -> tuple[Relation, _Text] | None:

@@ -316,3 +316,16 @@ def test_a_short_budget_on_an_anchored_question_says_where_it_stopped(talk_libra
     assert answer.budget_exhausted and not answer.spans
     assert answer.answer == "not found", answer.answer
     assert answer.explanation.startswith("Not found") and "placed against" in answer.explanation, answer.explanation
+
+
+@pytest.mark.parametrize("question,order,text", [
+    ("When does the first aid sign appear?", "earliest", "When does the first aid sign appear"),
+    ("What is the captain's last name?", "latest", "What is the captain's last name"),
+    ("When is the logo shown last?", "latest", "When is the logo shown"),
+    ("When is the bell rung for the first time?", "earliest", "When is the bell rung"),
+])
+def test_a_first_or_last_that_names_the_thing_stays_in_the_description(question, order, text):
+    """"first aid", "last name": the order word also names the thing, and cutting it would change what is
+    looked for; standing alone or in "for the first time" it only orders, and goes."""
+    q = parse_time(question)
+    assert (q.order, q.text) == (order, text)
