@@ -381,9 +381,10 @@ class OfflinePlanner:
             return {"calls": [_call("search", {"query": q, "top_k": COUNT_TOP_K, **extra}) for q in queries(text)]}
         searches = [o for o in obs if o.tool == "search" and o.result]
         description = describe(text)
+        shown = channel_hint(text) == "ocr"
         # "the X sign": one piece of text, counted each time it is shown again (a definite description)
-        one_text = channel_hint(text) == "ocr" and DEFINITE.match(description) is not None
-        if channel_hint(text) == "ocr":
+        one_text = shown and DEFINITE.match(description) is not None
+        if shown:
             description = denoted(description)
         groups = reader.distinct_moments([h for o in searches for h in o.result["hits"]], description, self.scorer,
                                          same_text=one_text)
@@ -692,7 +693,7 @@ def describe(text: str) -> str:
     return out or text.strip()
 
 
-# Nouns that name a piece of text rather than what it says ("the word for X", "the warning sign").
+# Nouns that name a piece of text rather than what it says ("the word for X", "a sign saying X").
 TEXT_NOUN = r"(words?|terms?|signs?|labels?|texts?|captions?|titles?|banners?|headings?|messages?|notices?|writing)"
 DENOTES = re.compile(rf"^(?:(?:the|a|an|this|that|its|their)\s+)?(?:[\w'-]+\s+){{0,2}}?(?:{TEXT_NOUN}|names?)\s+"
                      r"(?:for|of|meaning|that means|which means|saying|that says|reading|about)\s+(?P<what>.+)$",
