@@ -7,9 +7,12 @@
    it says "shown" or "said");
 4. answer with the grounded span and the evidence it rests on, or say that
    nothing convincing was found (with the nearest evidence), never a guess;
-   the one exception is a multiple-choice question, whose options say that
-   one of them holds: it gets the option the nearest evidence supports best,
-   and the explanation says the evidence is weak.
+   a multiple-choice question whose moment states none of its options
+   searches each option with the question and takes the line that states
+   one; the one exception to "never a guess" is a multiple-choice question
+   no line answers: its options say that one of them holds, so it gets the
+   option the nearest evidence supports best, and the explanation says the
+   evidence is weak.
 
 Time words are read once, by ``timewords.parse_time``, and become search
 arguments and steps:
@@ -259,9 +262,7 @@ class OfflinePlanner:
         best: tuple[float, int, dict[str, Any]] | None = None
         scores = []
         for i, (opt, q) in enumerate(zip(opts, self._option_queries(stem, opts))):
-            hits = [h for o in obs if o.tool == "search" and o.result and o.args.get("query") == q
-                    for h in o.result["hits"] if h["level"] not in COARSE and h["snippet"]
-                    and not is_placeholder(h["snippet"]) and reader.mentions(opt, h["snippet"])]
+            hits = [h for h in _readable_hits(obs, q) if reader.mentions(opt, h["snippet"])]
             if not hits:
                 scores.append(0.0)
                 continue
@@ -285,9 +286,7 @@ class OfflinePlanner:
         """A multiple-choice question whose moment was not found clearly: the question says one of its
         options holds, so the option the nearest evidence (the searches' best moments) supports best is
         the answer, said to rest on weak evidence, with the moment that supports it at low confidence."""
-        hits = sorted((h for o in obs if o.tool == "search" and o.result for h in o.result["hits"]
-                       if h["level"] not in COARSE and h["snippet"] and not is_placeholder(h["snippet"])),
-                      key=lambda h: -h["score"])
+        hits = sorted(_readable_hits(obs), key=lambda h: -h["score"])
         near = list({h["snippet"]: h for h in hits}.values())[:GUESS_EVIDENCE]
         picked = reader.read_choice(opts, [h["snippet"] for h in near], self.scorer)
         if picked is None:
@@ -517,9 +516,10 @@ class OfflinePlanner:
         hint = channel_hint(text)
         where = channel_hint(text, strict=True)  # a moment of the other channel does not answer it
         query = describe(text)
-        if hint == "ocr" and denoted(query) != query:
+        meaning = denoted(query) if hint == "ocr" else query
+        if meaning != query:
             # "the sign for X" is a piece of text, matched by what it stands for (X), and only by what is shown
-            query, where = denoted(query), "ocr"
+            query, where = meaning, "ocr"
         video = focus.video or state.get("video")
         ranked = [c for c in (_clamped(focus, w) for w in candidates(obs, focus.order)) if c is not None]
         # a question that names nothing of its own ("what is shown right after X") is answered by looking
@@ -810,6 +810,13 @@ def _clamped(focus: Focus, window: tuple[str, float, float]) -> tuple[str, float
         return window
     inside = focus.clamp(a, b)
     return None if inside is None else (v, *inside)
+
+
+def _readable_hits(obs: list[Observation], query: str | None = None) -> list[dict[str, Any]]:
+    """The searches' fine hits (a moment, not a scene or video) that have text of their own to read, from
+    every search or only the one for ``query``."""
+    return [h for o in obs if o.tool == "search" and o.result and (query is None or o.args.get("query") == query)
+            for h in o.result["hits"] if h["level"] not in COARSE and h["snippet"] and not is_placeholder(h["snippet"])]
 
 
 def _top_video(obs: list[Observation]) -> str | None:

@@ -386,7 +386,8 @@ def support(option: str, texts: Sequence[str], scorer: Scorer | None) -> list[fl
     similarity plus the share of the option's words the text holds."""
     words = _option_words(option)
     sims = [float(x) for x in scorer(option, list(texts))] if scorer is not None and texts else [0.0] * len(texts)
-    return [sim + sum(w in _said([t]) for w in words) / len(words) for sim, t in zip(sims, texts)]
+    held = [_said([t]) for t in texts]
+    return [sim + sum(w in said for w in words) / len(words) for sim, said in zip(sims, held)]
 
 
 def mentions(option: str, text: str) -> bool:
