@@ -311,6 +311,8 @@ def read_name(question: str, evidence: str, scorer: Scorer | None = None) -> str
         runs = proper or runs
     want = _content_stems(question)
     anchors = [k for k, (w, _, _) in enumerate(toks) if _stem(w) in want]
+    restating = _restating(question, toks, anchors, runs)
+    runs = [r for r in runs if r not in restating] or runs
     words = [w.lower() for w, _, _ in _tokens(question)]
     wh = next((i for i, w in enumerate(words) if w in ("which", "what", "who", "whom", "whose", "where")), 0)
     after = wh + 1 < len(words) and (words[wh + 1] in AUX or wh + 2 < len(words) and words[wh + 2] in AUX)
@@ -342,6 +344,17 @@ def read_name(question: str, evidence: str, scorer: Scorer | None = None) -> str
     elif FIRST_NAME.search(question):
         b = a
     return evidence[toks[a][1]:toks[b][2]].strip(" ,.;:!?\"'")
+
+
+def _restating(question: str, toks: list[tuple[str, int, int]], anchors: list[int],
+               runs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """The runs that stand right before a word the question shares, where the question describes that word
+    with words of its own: they fill the slot the question already fills, so they restate it ("green" in
+    "the green house" for "the glass plant house"), and are not what it asks for."""
+    qtoks = [w for w, _, _ in _tokens(question)]
+    described = {_stem(w) for i, w in enumerate(qtoks)
+                 if i > 0 and qtoks[i - 1].lower() not in STOP and _stem(qtoks[i - 1]) in _content_stems(question)}
+    return {r for r in runs if r[1] + 1 in anchors and _stem(toks[r[1] + 1][0]) in described}
 
 
 def _proper_runs(evidence: str, toks: list[tuple[str, int, int]], run: tuple[int, int]) -> list[tuple[int, int]]:

@@ -38,7 +38,9 @@ def test_bundled_models_resolve_offline():
     v = text.encode(["a cat sleeps on the sofa", "a kitten naps on the couch", "stock prices fell sharply"])
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
-    assert reg.require("asr").spec.source == "bundled"
+    asr = reg.require("asr")
+    assert asr.spec.source == "bundled" and asr.beam_size == 5 and asr.spec.preprocessing["beam_size"] == 5
+    assert Registry(Settings.load(device="cpu", offline=True, asr_beam=1)).require("asr").beam_size == 1
     assert reg.require("ocr").spec.model_id == "rapidocr-onnxruntime"
 
 

@@ -55,6 +55,10 @@ def test_a_paraphrased_question_gets_the_new_words_not_the_restated_ones():
     question = "What secret phrase is given for getting into the glass plant house?"
     assert reader.read_name(question, evidence) == "password"  # by position alone: the restated word
     assert reader.read_name(question, evidence, scorer) == "purple giraffe"
+    # "green" describes the house as "glass plant" does in the question: it restates, it does not answer
+    assert reader.read_name(question, "The password for the green house is purple giraffe.") == "purple giraffe"
+    assert reader.read_name("which platform does the train leave from?",  # "the train": nothing to restate
+                            "The night train leaves from platform 9.") == "platform 9"
 
 
 @pytest.mark.parametrize("question,kind", [

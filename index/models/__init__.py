@@ -239,7 +239,7 @@ def _load_text(reg: Registry, ref: str) -> Any:
 def _load_asr(reg: Registry, ref: str) -> Any:
     from . import asr
 
-    return asr.load(ref, reg.device)
+    return asr.load(ref, reg.device, reg.settings.asr_beam)
 
 
 def _load_ocr(reg: Registry, ref: str) -> Any:

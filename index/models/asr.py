@@ -35,6 +35,7 @@ class ASRModel:
     spec: ModelSpec
     model: Any
     batched: Any = None  # a BatchedInferencePipeline on CUDA; None on the CPU (sequential, as before)
+    beam_size: int = 5
 
     def transcribe(self, audio: np.ndarray, on_progress: Callable[[float], None] | None = None) -> list[Word]:
         """Words with start/end seconds from 16 kHz mono float32 audio.
@@ -45,7 +46,7 @@ class ASRModel:
             return []
         options = dict(
             language="en" if self.spec.model_id.endswith(".en") else None,
-            beam_size=1,  # greedy: several times faster, close in accuracy for search
+            beam_size=self.beam_size,  # 5 vs greedy on the dev split's voices: word errors 0.19 -> 0.18
             word_timestamps=True,
             vad_filter=True,  # skip silence and music: faster, fewer hallucinations
             condition_on_previous_text=False,  # avoids repetition loops on long inputs
@@ -65,7 +66,7 @@ class ASRModel:
         return words
 
 
-def load(ref: str, device: str) -> ASRModel:
+def load(ref: str, device: str, beam_size: int = 5) -> ASRModel:
     kind, target = hub.split_ref(ref)
     source, revision = "setting", None
     if kind == "dir":
@@ -102,8 +103,8 @@ def load(ref: str, device: str) -> ASRModel:
 
         batched = BatchedInferencePipeline(model=model)
     spec = ModelSpec(role="asr", ref=ref, model_id=target if kind == "name" else str(path.name),
-                     revision=revision, source=source, preprocessing={"sample_rate": SAMPLE_RATE})
-    return ASRModel(spec, model, batched)
+                     revision=revision, source=source, preprocessing={"sample_rate": SAMPLE_RATE, "beam_size": beam_size})
+    return ASRModel(spec, model, batched, beam_size)
 
 
 def _bundled(size: str):
