@@ -54,7 +54,7 @@ class Settings(BaseModel):
                                                     "shown at least this long is read, whatever the clip's length")
     caption_frames: int = Field(3, ge=1, description="frames shown to the captioner per clip")
     asr_beam: int = Field(5, ge=1, le=16, description="Whisper's beam width: 5 reads names and numbers better "
-                                                      "than greedy 1, which transcribes about 1.6x faster on a CPU")
+                                                      "than greedy 1, which transcribes 1.3-1.7x faster on a CPU")
 
     span_support: float = Field(60.0, gt=0, description="longest moment (seconds) a tool observation may return "
                                                           "and still support an answer's span; a browse entry, "

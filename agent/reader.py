@@ -352,8 +352,7 @@ def _restating(question: str, toks: list[tuple[str, int, int]], anchors: list[in
     with words of its own: they fill the slot the question already fills, so they restate it ("green" in
     "the green house" for "the glass plant house"), and are not what it asks for."""
     qtoks = [w for w, _, _ in _tokens(question)]
-    described = {_stem(w) for i, w in enumerate(qtoks)
-                 if i > 0 and qtoks[i - 1].lower() not in STOP and _stem(qtoks[i - 1]) in _content_stems(question)}
+    described = {_stem(w) for before, w in zip(qtoks, qtoks[1:]) if before.lower() not in STOP}
     return {r for r in runs if r[1] + 1 in anchors and _stem(toks[r[1] + 1][0]) in described}
 
 

@@ -103,7 +103,8 @@ def load(ref: str, device: str, beam_size: int = 5) -> ASRModel:
 
         batched = BatchedInferencePipeline(model=model)
     spec = ModelSpec(role="asr", ref=ref, model_id=target if kind == "name" else str(path.name),
-                     revision=revision, source=source, preprocessing={"sample_rate": SAMPLE_RATE, "beam_size": beam_size})
+                     revision=revision, source=source,
+                     preprocessing={"sample_rate": SAMPLE_RATE, "beam_size": beam_size})
     return ASRModel(spec, model, batched, beam_size)
 
 
