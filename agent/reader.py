@@ -291,7 +291,8 @@ def read_name(question: str, evidence: str, scorer: Scorer | None = None) -> str
     there are any (a name is written so; which capitalised word is a person's is not known: a weekday
     near the question's words can win), and a surname or first name is the last or first word of it."""
     toks = _tokens(evidence)
-    qstems = {_stem(w) for w, _, _ in _tokens(question)}
+    qwords = [w for w, _, _ in _tokens(question)]
+    qstems = {_stem(w) for w in qwords}
     novel = [w.lower() not in STOP and _stem(w) not in qstems for w, _, _ in toks]
     runs: list[tuple[int, int]] = []
     i = 0
@@ -311,9 +312,9 @@ def read_name(question: str, evidence: str, scorer: Scorer | None = None) -> str
         runs = proper or runs
     want = _content_stems(question)
     anchors = [k for k, (w, _, _) in enumerate(toks) if _stem(w) in want]
-    restating = _restating(question, toks, anchors, runs)
+    restating = _restating(qwords, toks, anchors, runs)
     runs = [r for r in runs if r not in restating] or runs
-    words = [w.lower() for w, _, _ in _tokens(question)]
+    words = [w.lower() for w in qwords]
     wh = next((i for i, w in enumerate(words) if w in ("which", "what", "who", "whom", "whose", "where")), 0)
     after = wh + 1 < len(words) and (words[wh + 1] in AUX or wh + 2 < len(words) and words[wh + 2] in AUX)
     content = [w.lower() not in STOP for w, _, _ in toks]
@@ -346,13 +347,12 @@ def read_name(question: str, evidence: str, scorer: Scorer | None = None) -> str
     return evidence[toks[a][1]:toks[b][2]].strip(" ,.;:!?\"'")
 
 
-def _restating(question: str, toks: list[tuple[str, int, int]], anchors: list[int],
+def _restating(qwords: list[str], toks: list[tuple[str, int, int]], anchors: list[int],
                runs: list[tuple[int, int]]) -> set[tuple[int, int]]:
-    """The runs that stand right before a word the question shares, where the question describes that word
-    with words of its own: they fill the slot the question already fills, so they restate it ("green" in
-    "the green house" for "the glass plant house"), and are not what it asks for."""
-    qtoks = [w for w, _, _ in _tokens(question)]
-    described = {_stem(w) for before, w in zip(qtoks, qtoks[1:]) if before.lower() not in STOP}
+    """The runs that stand right before a word the question (``qwords``) shares, where the question describes
+    that word with words of its own: they fill the slot the question already fills, so they restate it
+    ("green" in "the green house" for "the glass plant house"), and are not what it asks for."""
+    described = {_stem(w) for before, w in zip(qwords, qwords[1:]) if before.lower() not in STOP}
     return {r for r in runs if r[1] + 1 in anchors and _stem(toks[r[1] + 1][0]) in described}
 
 

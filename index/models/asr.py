@@ -34,8 +34,8 @@ GPU_BATCH = 16
 class ASRModel:
     spec: ModelSpec
     model: Any
+    beam_size: int  # Settings.asr_beam
     batched: Any = None  # a BatchedInferencePipeline on CUDA; None on the CPU (sequential, as before)
-    beam_size: int = 5
 
     def transcribe(self, audio: np.ndarray, on_progress: Callable[[float], None] | None = None) -> list[Word]:
         """Words with start/end seconds from 16 kHz mono float32 audio.
@@ -66,7 +66,7 @@ class ASRModel:
         return words
 
 
-def load(ref: str, device: str, beam_size: int = 5) -> ASRModel:
+def load(ref: str, device: str, beam_size: int) -> ASRModel:
     kind, target = hub.split_ref(ref)
     source, revision = "setting", None
     if kind == "dir":
@@ -105,7 +105,7 @@ def load(ref: str, device: str, beam_size: int = 5) -> ASRModel:
     spec = ModelSpec(role="asr", ref=ref, model_id=target if kind == "name" else str(path.name),
                      revision=revision, source=source,
                      preprocessing={"sample_rate": SAMPLE_RATE, "beam_size": beam_size})
-    return ASRModel(spec, model, batched, beam_size)
+    return ASRModel(spec, model, beam_size, batched)
 
 
 def _bundled(size: str):
