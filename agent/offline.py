@@ -54,8 +54,9 @@ from typing import Any
 
 from langchain_core.messages import AnyMessage
 
+from vdisc.index.events import same_line
 from vdisc.timefmt import hms
-from vdisc.tools.evidence import text_confidence, text_scores
+from vdisc.tools.evidence import TEXT_MATCH, text_confidence, text_scores
 from vdisc.tools.search import COARSE, ORDER_FRACTION, is_placeholder
 
 from . import calibration, reader
@@ -79,6 +80,9 @@ LOOK_OCR_FRAMES = 16  # at most this many reads (OCR is the slow part of inspect
 # that ground could not confirm, enough to report, never more than a confirmed one
 LOOK_CONFIDENCE = 0.5
 MIN_WINDOW = 0.5  # seconds: a window clamped shorter than this holds too few frames to inspect
+# A question presupposes its anchor ("what is shown while they talk about Y" says they do): the anchor's line
+# must be a match at all (the similarity search calls relevant), not as sure as an answer must be
+ANCHOR_CONFIDENCE = text_confidence(TEXT_MATCH)
 SAME_WORDS = 0.5  # share of the target's keywords in the anchor's own evidence at which the anchor is the target
 DURING_SHARE = 0.5  # share of the shorter of a line and the anchor they must share for the line to be "during" it
 SAME_MOMENT = 0.5  # share of an item inside the anchor (same channel) at which it is the anchor itself
@@ -491,8 +495,8 @@ class OfflinePlanner:
             return {"decision": {"calls": calls}}
         g = grounds[0]
         tobs = [o for o in obs if o.step > g.step]
-        if g.result is None or g.result["confidence"] < self.min_confidence:
-            # no clear anchor moment: the relation word may have been content ("call after dinner"); ask
+        if g.result is None or g.result["confidence"] < min(self.min_confidence, ANCHOR_CONFIDENCE):
+            # no anchor moment: the relation word may have been content ("call after dinner"); ask
             # the whole question without the relation, in the question's own window
             return {"focus": Focus.of(when), "text": f"{when.text} {anchor.text}", "obs": tobs}
         found = {k: g.result[k] for k in ("video", "start", "end", "source", "evidence")}
@@ -575,6 +579,12 @@ class OfflinePlanner:
             only = {"channel": where} if where in TEXT_CHANNELS else {}
             return {"calls": [_call("ground", {"video": r["video"], "start": window[0], "end": window[1],
                                                "query": query, **only})]}
+        grounded = [o for o in obs if o.tool == "ground" and o.result]
+        if (looked is None and focus.anchor is not None and hint in TEXT_CHANNELS
+                and (not grounded or grounded[-1].result["confidence"] < self.min_confidence)):
+            # the anchor placed the moment and the question's words did not pick a line out: a window that
+            # holds one line of the channel asked about ("what label is shown while ...") has its answer
+            looked = _sole_line(obs, focus, hint)
         return {"final": self._final(obs, focus, looked, where=where)}
 
     def _look(self, video: str, focus: Focus, query: str) -> dict[str, Any]:
@@ -875,6 +885,27 @@ def _open_pick(r: dict[str, Any], focus: Focus, hint: str | None) -> dict[str, A
         return most, len(re.findall(r"\w", x["text"])), round(shared, 3), x["score"]
 
     return max(items, key=during)
+
+
+def _sole_line(obs: list[Observation], focus: Focus, channel: str) -> dict[str, Any] | None:
+    """The one line of ``channel`` the inspected windows hold over the anchor's moment, as a looked-at pick
+    (``_looked``), or None when they hold none or several (OCR's readings of one line count once). The anchor
+    itself is never the answer."""
+    a, ref = focus.anchor, focus.ref
+    if a is None or ref is None:
+        return None
+    key = "shown" if channel == "ocr" else "spoken"
+    lines = [(o, x) for o in obs if o.tool == "inspect" and o.result for x in o.result.get(key) or []
+             if len(x["text"].strip()) > 1 and _overlap((x["start"], x["end"]), ref) > 0
+             and not (channel == a["source"] and same_line(x["text"], a["evidence"] or ""))]
+    texts: list[str] = []
+    for _, x in lines:
+        if not any(same_line(x["text"], t) for t in texts):
+            texts.append(x["text"])
+    if len(texts) != 1:
+        return None
+    o, x = max(lines, key=lambda ox: (len(re.findall(r"\w", ox[1]["text"])), ox[1]["score"]))
+    return {**x, "channel": channel, "video": o.result["video"], "step": o.step}
 
 
 def _other_line(inspected: list[Observation], where: str, cut: float) -> dict[str, Any] | None:

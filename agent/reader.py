@@ -260,8 +260,26 @@ def read_quantity(question: str, evidence: str) -> str | None:
     kind = [n for n in found if n["clock"] == (ASKS_TIME.search(question) is not None)]
     best = min(kind or found, key=distance)
     measure = MEASURE.search(question) is not None and not best["cur"] and not best["pct"]
-    unit = best["unit"] if measure and best["unit"] and _stem(best["unit"]) not in want else ""
+    unit = best["unit"] if measure and best["unit"] and not _names(question, best["unit"]) else ""
     return f"{best['cur']}{best['text']}{best['pct']}" + (f" {unit}" if unit else "")
+
+
+def _names(question: str, unit: str) -> bool:
+    """Whether the question names the unit already: the same word, or one abbreviating the other ("in
+    minutes" names a sign's "MIN", "in km" the spoken "kilometres")."""
+    words = [w for w, _, _ in _tokens(question) if w.lower() not in STOP]
+    return _stem(unit) in {_stem(w) for w in words} or any(_abbreviates(unit, w) or _abbreviates(w, unit)
+                                                           for w in words)
+
+
+def _abbreviates(short: str, word: str) -> bool:
+    """Whether ``short`` (two letters or more, shorter than ``word``) could abbreviate ``word``: its letters
+    in order, from the same first letter ("min" minutes, "km" kilometres, "hrs" hours)."""
+    s, w = short.lower(), word.lower()
+    if not 2 <= len(s) < len(w) or not s.isalpha() or s[0] != w[0]:
+        return False
+    rest = iter(w)
+    return all(c in rest for c in s)
 
 
 def read_text(lines: Sequence[str]) -> str | None:

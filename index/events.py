@@ -147,8 +147,21 @@ class TrackBuilder:
         return done
 
 
+def track_text(readings: Sequence[str]) -> str:
+    """The text of a track from its readings: the one OCR gave most often, where a reading also counts for
+    every fuller reading that holds it (a frame where OCR missed the "B" of "HALL B", or read "HAL", still
+    saw part of "HALL B"); of equal counts, the earliest."""
+    counts = Counter(readings)
+    folded = {r: normal(r) for r in counts}
+
+    def support(r: str) -> int:
+        return sum(n for s, n in counts.items() if s == r or (folded[s] != folded[r] and folded[s] in folded[r]))
+
+    return max(counts, key=support)
+
+
 def _span(t: _Track, after: float) -> EventSpan:
     """A track's span: each edge in the middle of the interval it is known to lie in."""
-    text = Counter(t.readings).most_common(1)[0][0]  # the reading OCR gave most often
+    text = track_text(t.readings)
     b = (round(t.before, 3), round(t.first, 3), round(t.last, 3), round(after, 3))
     return EventSpan("track", round(0.5 * (b[0] + b[1]), 3), round(0.5 * (b[2] + b[3]), 3), text, b)

@@ -130,6 +130,11 @@ def test_readers_on_evidence_text():
     assert reader.read_quantity("how long does the ferry take?", "The ferry takes 25 minutes to cross.") == (
         "25 minutes")
     assert reader.read_quantity("how much is a ticket?", "A ticket costs $4.50 today.") == "$4.50"
+    # a unit the question names, in full or abbreviated either way, is not repeated
+    assert reader.read_quantity("how long, in minutes, must the dish cook?", "18 MIN") == "18"
+    assert reader.read_quantity("how long must the dish cook?", "18 MIN") == "18 MIN"
+    assert reader.read_quantity("how far is the lake, in km?", "The lake is 12 kilometres away.") == "12"
+    assert reader.read_quantity("how long is the flight, in hours?", "The flight takes 2 minutes.") == "2 minutes"
     assert reader.read_quantity("how many eggs?", "No numbers here.") is None
     assert reader.read_name("which platform does the train leave from?",
                             "The night train leaves from platform 9 at midnight.") == "platform 9"
@@ -202,7 +207,9 @@ def _ask(talk_library, question):
 def test_a_quantity_is_read_from_the_grounded_sentence(talk_library):
     answer = _ask(talk_library, "how many spoons of salt does the chef add?")
     assert answer.answer == "two" and answer_matches(answer.answer, "2"), (answer.answer, answer.explanation)
-    assert "two spoons" in answer.explanation and answer.spans
+    # the quote is Whisper's ("two spoons of salt", or "two spoon and salt" on another CPU); the moment is fixed
+    assert "two spoon" in answer.explanation and answer.spans
+    assert answer.spans[0].start < 4.263 and answer.spans[0].end > 1.0
 
 
 def test_on_screen_text_is_the_ocr_line(talk_library):

@@ -278,3 +278,58 @@ def test_what_is_shown_while_they_talk_is_the_fuller_line_over_the_stretch():
         {"start": 16.5, "end": 18.0, "text": "PASSPORT CONTROL", "score": 0.2}]}  # mostly after the anchor
     pick = _open_pick(inspected, Focus(ref=(12.25, 16.33), pick="overlap"), "ocr")
     assert pick is not None and pick["text"] == "ROOM 305"
+
+
+def _inspected(step: int, shown: list[tuple[float, float, str]], spoken: list[tuple[float, float, str]] = ()):
+    from vdisc.agent.answer import Observation
+
+    def lines(items):
+        return [{"start": a, "end": b, "text": t, "score": 0.05} for a, b, t in items]
+
+    return Observation(step=step, tool="inspect", args={}, result={
+        "video": "v.mp4", "start": 200.0, "end": 220.0, "spoken": lines(spoken), "shown": lines(shown)})
+
+
+def test_the_one_line_shown_over_a_placed_anchor_answers_what_it_shows():
+    """"What document label appears while a cargo ship is described": the anchor placed the moment, the
+    question's words match no line well ("label" vs "MANIFEST 88"), and the window shows one line: it."""
+    from vdisc.agent.offline import Focus, _sole_line
+
+    anchor = {"video": "v.mp4", "start": 210.2, "end": 214.3, "source": "speech", "relation": "during",
+              "evidence": "A cargo ship delivered 4,000 bicycles."}
+    focus = Focus(ref=(210.2, 214.3), pick="overlap", anchor=anchor)
+    said = [(210.2, 214.3, anchor["evidence"])]
+    one = [_inspected(8, [(211.0, 213.0, "MANIFEST 88"), (213.0, 214.0, "MANlFEST 88")], said)]
+    pick = _sole_line(one, focus, "ocr")
+    assert pick is not None and pick["text"] == "MANIFEST 88" and pick["step"] == 8 and pick["video"] == "v.mp4"
+    # two different lines over it: the question's words would have to choose, and they did not
+    assert _sole_line([_inspected(8, [(211.0, 213.0, "MANIFEST 88"), (212.0, 214.0, "BAY 217")], said)],
+                      focus, "ocr") is None
+    assert _sole_line([_inspected(8, [(200.0, 205.0, "BAY 217")], said)], focus, "ocr") is None  # not over it
+    # the anchor's own line is never the answer, even when it is the only one of its channel there
+    assert _sole_line(one, focus, "speech") is None
+
+
+def test_an_anchor_needs_to_match_not_to_be_as_sure_as_an_answer(monkeypatch):
+    """A question presupposes its anchor: a line that search calls a match places the window even below
+    the "not found" cut; one below the match floor does not."""
+    from vdisc.agent.answer import Observation
+    from vdisc.agent.offline import ANCHOR_CONFIDENCE, OfflinePlanner
+    from vdisc.tools.evidence import TEXT_MATCH, text_confidence
+
+    planner = OfflinePlanner()
+    planner.min_confidence = 0.3155
+    assert ANCHOR_CONFIDENCE == text_confidence(TEXT_MATCH) < planner.min_confidence
+    when = temporal("What label appears while a vessel unloading is described?")
+    assert when.anchor is not None
+
+    def ground(confidence: float) -> list[Observation]:
+        return [Observation(step=1, tool="search", args={}, result={"hits": []}),
+                Observation(step=2, tool="ground", args={}, result={
+                    "video": "v.mp4", "start": 210.2, "end": 214.3, "source": "speech", "confidence": confidence,
+                    "evidence": "A cargo ship delivered 4,000 bicycles."})]
+
+    placed = planner._anchor(when, ground(0.25), None)
+    assert placed["focus"].anchor is not None and placed["focus"].ref[0] <= 210.2
+    loose = planner._anchor(when, ground(text_confidence(TEXT_MATCH - 0.01)), None)
+    assert loose["focus"].anchor is None  # no anchor moment: the whole question is asked instead
