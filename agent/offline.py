@@ -862,9 +862,7 @@ def _open_pick(r: dict[str, Any], focus: Focus, hint: str | None) -> dict[str, A
     items = [x for x in items if len(x["text"].strip()) > 1 and x["end"] > x["start"]]
     a = focus.anchor
     if a is not None:
-        span = (a["start"], a["end"])
-        items = [x for x in items if x["channel"] != a["source"]
-                 or _overlap((x["start"], x["end"]), span) < SAME_MOMENT * (x["end"] - x["start"])]
+        items = [x for x in items if not _is_anchor(x, a)]
     if hint:
         items = [x for x in items if x["channel"] == hint] or items
     elif a is not None:
@@ -882,7 +880,7 @@ def _open_pick(r: dict[str, Any], focus: Focus, hint: str | None) -> dict[str, A
         # a stray "AA" read a little longer), since a content-free question's score says little
         shared = _overlap((x["start"], x["end"]), ref)
         most = shared >= DURING_SHARE * min(x["end"] - x["start"], ref[1] - ref[0])
-        return most, len(re.findall(r"\w", x["text"])), round(shared, 3), x["score"]
+        return most, _fullness(x["text"]), round(shared, 3), x["score"]
 
     return max(items, key=during)
 
@@ -895,17 +893,30 @@ def _sole_line(obs: list[Observation], focus: Focus, channel: str) -> dict[str, 
     if a is None or ref is None:
         return None
     key = "shown" if channel == "ocr" else "spoken"
-    lines = [(o, x) for o in obs if o.tool == "inspect" and o.result for x in o.result.get(key) or []
-             if len(x["text"].strip()) > 1 and _overlap((x["start"], x["end"]), ref) > 0
-             and not (channel == a["source"] and same_line(x["text"], a["evidence"] or ""))]
+    lines = [(o, {**x, "channel": channel}) for o in obs if o.tool == "inspect" and o.result
+             for x in o.result.get(key) or []]
+    lines = [(o, x) for o, x in lines if len(x["text"].strip()) > 1 and _overlap((x["start"], x["end"]), ref) > 0
+             and not _is_anchor(x, a)]
     texts: list[str] = []
     for _, x in lines:
         if not any(same_line(x["text"], t) for t in texts):
             texts.append(x["text"])
     if len(texts) != 1:
         return None
-    o, x = max(lines, key=lambda ox: (len(re.findall(r"\w", ox[1]["text"])), ox[1]["score"]))
-    return {**x, "channel": channel, "video": o.result["video"], "step": o.step}
+    o, x = max(lines, key=lambda ox: (_fullness(ox[1]["text"]), ox[1]["score"]))
+    return {**x, "video": o.result["video"], "step": o.step}
+
+
+def _is_anchor(x: dict[str, Any], a: dict[str, Any]) -> bool:
+    """Whether a line (with its ``channel``) is the anchor itself: of the anchor's channel and mostly over
+    the anchor's moment (SAME_MOMENT of its own length)."""
+    return x["channel"] == a["source"] and (
+        _overlap((x["start"], x["end"]), (a["start"], a["end"])) >= SAME_MOMENT * (x["end"] - x["start"]))
+
+
+def _fullness(text: str) -> int:
+    """How much of a line a reading holds (its letters and digits): of two readings, the fuller one."""
+    return len(re.findall(r"\w", text))
 
 
 def _other_line(inspected: list[Observation], where: str, cut: float) -> dict[str, Any] | None:
